@@ -1,0 +1,132 @@
+"""MLflow tracking: the one place that talks to MLflow.
+
+Every stage of one pipeline execution logs into the same MLflow run, found by the tag `mozart.pipeline_key`: the DVC
+experiment name when DVC sets one, else a hash of the full params and the git revision. So after `dvc repro` (or
+`dvc exp run`) one run holds the params, metrics and artifacts of every stage that ran.
+
+The tracking URI defaults to `sqlite:///<repo root>/mlflow.db` (the real repo root even inside the temporary copy that
+`dvc exp run --temp` uses); `MLFLOW_TRACKING_URI` overrides it. Tracking never stops the pipeline: if the server is
+unreachable, a warning is printed and the stage goes on untracked.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+EXPERIMENT = "mozart"
+KEY_TAG = "mozart.pipeline_key"
+
+
+def real_repo_root(repo_root: Path) -> Path:
+    """The user's repository, also when DVC runs us in `<repo>/.dvc/tmp/exps/<id>/` (a temporary copy)."""
+    parts = Path(repo_root).resolve().parts
+    for i in range(len(parts) - 2):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return Path(repo_root).resolve()
+
+
+def tracking_uri(repo_root: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{real_repo_root(repo_root) / 'mlflow.db'}"
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """{'train': {'lr': 1e-3}} -> {'train.lr': '0.001'}; lists become JSON strings."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+    return out
+
+
+def git_revision(repo_root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def pipeline_key(params: Mapping[str, Any], repo_root: Path) -> str:
+    exp = os.environ.get("DVC_EXP_NAME")
+    if exp:
+        return f"exp:{exp}"
+    blob = json.dumps(params, sort_keys=True, default=str) + (git_revision(repo_root) or "")
+    return "params:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class StageRun:
+    """A handle on the pipeline's MLflow run; methods are no-ops when tracking is off."""
+
+    def __init__(self, mlflow_module: Any | None, stage: str, run_id: str | None = None):
+        self._mlflow = mlflow_module
+        self.stage = stage
+        self.run_id = run_id
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> None:
+        if self._mlflow is None:
+            return
+        try:
+            getattr(self._mlflow, name)(*args, **kwargs)
+        except Exception as exc:  # tracking must never kill a multi-hour run
+            warnings.warn(f"MLflow {name} failed: {exc}", stacklevel=3)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if clean:
+            self._call("log_metrics", clean, step=step)
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        if Path(path).exists():
+            self._call("log_artifact", str(path), artifact_path=artifact_path)
+
+    def log_artifacts(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        if Path(path).is_dir():
+            self._call("log_artifacts", str(path), artifact_path=artifact_path)
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: Mapping[str, Any], repo_root: Path, enabled: bool = True) -> Iterator[StageRun]:
+    """Open (or reopen) this pipeline execution's MLflow run for `stage`; logs every param once, tags the run."""
+    if not enabled or os.environ.get("MOZART_TRACKING", "1") == "0":
+        yield StageRun(None, stage)
+        return
+    try:
+        import logging
+
+        import mlflow
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        mlflow.set_tracking_uri(tracking_uri(repo_root))
+        experiment = mlflow.set_experiment(EXPERIMENT)
+        key = pipeline_key(params, repo_root)
+        found = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'",
+                                   max_results=1, output_format="list")
+        run = mlflow.start_run(run_id=found[0].info.run_id) if found else mlflow.start_run(run_name=key)
+    except Exception as exc:
+        print(f"warning: MLflow tracking is off for this stage ({type(exc).__name__}: {exc})", file=sys.stderr)
+        yield StageRun(None, stage)
+        return
+    handle = StageRun(mlflow, stage, run.info.run_id)
+    tags = {KEY_TAG: key, f"mozart.stage.{stage}": "ran"}
+    rev = git_revision(repo_root)
+    if rev:
+        tags["git_revision"] = rev
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    handle._call("set_tags", tags)
+    handle._call("log_params", flatten(params))
+    try:
+        yield handle
+    finally:
+        handle._call("end_run")
