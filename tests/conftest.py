@@ -1,0 +1,23 @@
+"""Fixtures shared by every test file. Area-specific helpers live in tests/<area>_helpers.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED = REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture
+def shared_corpora() -> Path:
+    """../shared/corpora, or skip with the reason when this checkout has no ../shared beside it."""
+    corpora = SHARED / "corpora"
+    if not corpora.is_dir():
+        pytest.skip(f"{corpora} is absent: the shared corpora are only beside developer and CI checkouts")
+    return corpora
