@@ -1,0 +1,29 @@
+"""evaluate stage: metrics of generated vs real music, test bits per token, style adherence -> metrics/eval.json."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+# Python puts this folder first on sys.path, where stages/tokenize.py would shadow the standard library's tokenize
+# (imported by dataclasses/inspect): import the stages package from the repository root instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+from stages._common import REPO_ROOT, configs, load_params, run  # noqa: E402
+
+
+def main() -> None:
+    seed, (cfg,) = configs("evaluate")
+    from mozart.evaluate import run_stage
+
+    result = run_stage(cfg, seed, REPO_ROOT, load_params())
+    gen, real = result["generated"], result["real"]
+    print(f"evaluate: generated H1 {gen['h1']:.3f} H4 {gen['h4']:.3f} GS {gen['gs']:.3f} | real H1 {real['h1']:.3f} "
+          f"H4 {real['h4']:.3f} GS {real['gs']:.3f} | test {result['test_bits_per_token']:.3f} bits/token | style "
+          f"cfg {result['style_accuracy_cfg']:.2f} no-cfg {result['style_accuracy_nocfg']:.2f} "
+          f"(real test {result['real_test_style_accuracy']:.2f}, chance {result['style_chance']:.2f})")
+
+
+if __name__ == "__main__":
+    run(main)
