@@ -1,0 +1,365 @@
+"""Autoregressive sampling for MozartGPT: a preallocated KV cache, the fast sampler and a slow reference sampler.
+
+One step turns the model's last logits into the next token of every row:
+
+    classifier-free guidance  logits = uncond + s * (cond - uncond)   (both streams in one batch; s = 1 skips uncond)
+    repetition penalty        Pitch tokens seen in the last `repetition_window` tokens (structural tokens never)
+    grammar mask              mozart.grammar: tokens REMI does not allow here get -inf
+    temperature, top-k, top-p transformers' TemperatureLogitsWarper / TopKLogitsWarper / TopPLogitsWarper
+    sample                    torch.multinomial with the caller's torch.Generator (temperature 0 = greedy argmax)
+
+transformers' RepetitionPenaltyLogitsProcessor is not used: it penalises every token ever seen, while rhythm needs
+Bar/Position/Velocity/Duration repeated freely and only a recent window should count. Its CFG processor mixes
+log-softmaxed scores, whereas the spec mixes raw logits; both are one line here.
+
+Length: a row stops at EOS, or when it samples the Bar that would open bar `target_bars + 1` (that Bar is dropped, so
+the piece ends with its last bar complete), or after `max_new_tokens`. Beyond the model's context the window slides:
+the oldest half is dropped and the rest re-prefilled; the grammar state is per piece, so it carries over.
+
+`generate` (KV cache) and `generate_reference` (full recompute every token, no cache) share the bookkeeping so tests
+can check the cache token for token. `for_inference(model, "int8")` swaps the blocks' Linear layers for weight-only
+int8 ones: one-token decoding on a CPU is bound by weight reads, so this is the fast CPU setting (benchmarks/generate.py).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm import tqdm
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+from mozart.errors import ConfigError
+from mozart.grammar import PITCH, RemiGrammar
+
+
+class KVCache:
+    """Keys/values for every layer, preallocated as one (n_layer, B, n_head, max_len, head_dim) tensor each.
+
+    Implements the protocol in docs/CONTRACTS.md: `pos`, `update(layer, k, v)`, `advance(n)`. Writing into a
+    preallocated buffer avoids a torch.cat (and a fresh allocation) per layer per token.
+    """
+
+    def __init__(self, n_layer: int, batch_size: int, n_head: int, head_dim: int, max_len: int,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        shape = (n_layer, batch_size, n_head, max_len, head_dim)
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.max_len = max_len
+        self.pos = 0
+
+    @classmethod
+    def for_model(cls, model: Any, batch_size: int, max_len: int) -> "KVCache":
+        cfg = model.config
+        param = next(model.parameters())
+        return cls(cfg.n_layer, batch_size, cfg.n_head, cfg.d_model // cfg.n_head, min(max_len, cfg.context),
+                   device=param.device, dtype=param.dtype)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.pos + k.size(2)
+        if end > self.max_len:
+            raise RuntimeError(f"KV cache overflow: {end} > {self.max_len} positions")
+        self.k[layer, :, :, self.pos:end] = k
+        self.v[layer, :, :, self.pos:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, n: int) -> None:
+        self.pos += n
+
+    def reset(self) -> None:
+        self.pos = 0
+
+    def nbytes(self) -> int:
+        return self.k.numel() * self.k.element_size() * 2
+
+
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+class Int8Linear(torch.nn.Module):
+    """Weight-only int8 Linear with per-output-channel scales; takes and returns fp32.
+
+    Decoding one token at a time on a CPU is bound by reading the weights from memory; int8 weights are a quarter
+    of fp32's bytes. `torch._weight_int8pack_mm` is the CPU kernel gpt-fast uses for this; its fast path wants bf16
+    activations, so they are cast around it (tiny tensors), while LayerNorm, attention and the KV cache stay fp32
+    (bf16 attention is ~5x slower than fp32 on this CPU, measured).
+    """
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        w = linear.weight.detach().float()
+        scales = w.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+        self.register_buffer("weight", torch.round(w / scales[:, None]).to(torch.int8))
+        self.register_buffer("scales", scales.to(torch.bfloat16))
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch._weight_int8pack_mm(x.reshape(-1, x.size(-1)).to(torch.bfloat16), self.weight, self.scales)
+        y = y.float()
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*x.shape[:-1], y.size(-1))
+
+
+def for_inference(model: Any, precision: str = "fp32") -> Any:
+    """The model in `precision`: fp32 as is; bf16 (half the weight bytes; attention gets slower on CPUs without
+    fast bf16 kernels); int8 = weight-only int8 Linear layers in the transformer blocks (a quarter of the bytes),
+    everything else fp32. bf16/int8 return a converted copy. int8 logits differ from fp32 by ~1-2 % (relative)."""
+    import copy
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return model
+    if precision == "bf16":
+        return copy.deepcopy(model).to(torch.bfloat16)
+    if next(model.parameters()).device.type != "cpu":
+        raise ConfigError("precision int8 uses a CPU kernel: use bf16 or fp32 on a GPU")
+    fast = copy.deepcopy(model)
+    tied = getattr(fast, "wte", None)
+    for module in list(fast.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.Linear) and (tied is None or child.weight is not tied.weight):
+                setattr(module, name, Int8Linear(child))
+    return fast
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 1.0        # 0 = greedy (argmax)
+    top_k: int = 0                  # 0 = off
+    top_p: float = 1.0              # 1 = off
+    repetition_penalty: float = 1.0  # 1 = off
+    repetition_window: int = 64     # tokens looked back for the penalty
+    cfg_scale: float = 1.0          # 1 = no guidance (the unconditional stream is not computed)
+
+    def __post_init__(self) -> None:
+        checks = [(self.temperature >= 0, "temperature must be >= 0 (0 = greedy)"),
+                  (self.top_k >= 0, "top-k must be >= 0 (0 = off)"),
+                  (0 < self.top_p <= 1, "top-p must be in (0, 1] (1 = off)"),
+                  (self.repetition_penalty > 0, "repetition penalty must be > 0 (1 = off)"),
+                  (self.repetition_window >= 1, "repetition window must be >= 1 token"),
+                  (self.cfg_scale >= 0, "cfg scale must be >= 0 (1 = off)")]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{message}; got {self}")
+
+    @property
+    def guided(self) -> bool:
+        return self.cfg_scale != 1.0
+
+
+@dataclass
+class Generation:
+    """Result of one batch: per row the full token list (prompt included), bars and why it stopped."""
+    tokens: list[list[int]]
+    n_prompt: int
+    n_bars: list[int]
+    stop_reason: list[str]          # "bars" | "eos" | "max_tokens"
+    seconds: float
+    n_steps: int                    # decoding steps run (tokens sampled per row)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_new(self) -> list[int]:
+        return [len(t) - self.n_prompt for t in self.tokens]
+
+    @property
+    def tokens_per_s(self) -> float:
+        return sum(self.n_new) / max(self.seconds, 1e-9)
+
+
+class TokenPicker:
+    """Raw logits of the (cond [+ uncond]) batch -> next token per row. Holds the precomputed masks and warpers."""
+
+    def __init__(self, settings: SamplingSettings, vocab_size: int, penalisable: torch.Tensor | None):
+        self.settings = settings
+        self.penalisable = penalisable  # (vocab,) bool: only these tokens get the repetition penalty
+        s = settings
+        self.warpers = []
+        if s.temperature > 0 and s.temperature != 1.0:
+            self.warpers.append(TemperatureLogitsWarper(s.temperature))
+        if s.top_k > 0:
+            self.warpers.append(TopKLogitsWarper(min(s.top_k, vocab_size)))
+        if s.top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(s.top_p))
+
+    def __call__(self, logits: torch.Tensor, history: torch.Tensor, allowed: torch.Tensor | None,
+                 generator: torch.Generator | None) -> torch.Tensor:
+        """logits (B or 2B, vocab); history (B, n) tokens so far (only the last repetition_window count)."""
+        s = self.settings
+        recent = history[:, -s.repetition_window:]
+        logits = logits.float()
+        if s.guided:
+            cond, uncond = logits.chunk(2)
+            logits = uncond + s.cfg_scale * (cond - uncond)
+        if s.repetition_penalty != 1.0 and self.penalisable is not None and recent.size(1) > 0:
+            logits = apply_repetition_penalty(logits, recent, s.repetition_penalty, self.penalisable)
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, float("-inf"))
+        if s.temperature == 0:
+            return logits.argmax(dim=-1)
+        for warp in self.warpers:
+            logits = warp(recent, logits)
+        probs = torch.softmax(logits, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def apply_repetition_penalty(logits: torch.Tensor, recent: torch.Tensor, penalty: float,
+                             penalisable: torch.Tensor) -> torch.Tensor:
+    """HF's formula (positive logits / penalty, negative * penalty) on penalisable tokens present in `recent`."""
+    present = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, recent, True) & penalisable
+    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(present, penalised, logits)
+
+
+class _Bookkeeper:
+    """Token buffer, grammar state, bar counts and stop flags shared by the fast and the reference sampler."""
+
+    def __init__(self, model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings: SamplingSettings,
+                 max_new_tokens: int, target_bars: int | None, grammar: RemiGrammar | None, eos_id: int | None,
+                 bar_id: int | None):
+        device = next(model.parameters()).device
+        B, T0 = prompt.shape
+        if T0 == 0:
+            raise ConfigError("the prompt must hold at least one token (e.g. BOS)")
+        self.B, self.n_prompt, self.settings = B, T0, settings
+        self.context = model.config.context
+        self.keep = max(1, self.context // 2)  # tokens kept when the window slides
+        self.seq = torch.empty(B, T0 + max_new_tokens, dtype=torch.long, device=device)
+        self.seq[:, :T0] = prompt.to(device)
+        self.n = T0  # tokens in the buffer (same for every row; finished rows keep a recorded end)
+        self.start = 0 if T0 <= self.context else T0 - self.keep  # first token inside the model's window
+        cid = composer_id.to(device).long()
+        self.model_cid = torch.cat([cid, torch.zeros_like(cid)]) if settings.guided else cid
+        vocab_size = model.config.vocab_size
+        penalisable = None
+        if grammar is not None:
+            grammar.to(device)
+            penalisable = grammar.token_class == PITCH
+            # without an eos_id nothing would end a row at EOS, so the grammar must never offer it
+            min_bars = (target_bars or 0) if eos_id is not None else 2**62
+            self.grammar_state = grammar.start(B, min_bars=min_bars)
+            grammar.feed_prompt(self.grammar_state, self.seq[:, :T0])
+            bar_id = grammar.bar_id
+        self.grammar = grammar
+        self.picker = TokenPicker(settings, vocab_size, penalisable)
+        self.bar_id = bar_id if bar_id is not None else -1
+        self.eos_id = eos_id if eos_id is not None else -1
+        self.target_bars = target_bars
+        self.n_bars = (self.seq[:, :T0] == self.bar_id).sum(1)
+        self.finished = torch.zeros(B, dtype=torch.bool, device=device)
+        self.end = torch.full((B,), T0 + max_new_tokens, dtype=torch.long, device=device)
+        self.reason = ["max_tokens"] * B
+
+    def window(self) -> torch.Tensor:
+        """The model's input window of every stream (cond rows, then uncond rows when guided)."""
+        w = self.seq[:, self.start:self.n]
+        return torch.cat([w, w]) if self.settings.guided else w
+
+    def slide_if_full(self) -> bool:
+        """Drop the oldest half of the window when it no longer fits the context; True if it slid."""
+        if self.n - self.start > self.context:
+            self.start = self.n - self.keep
+            return True
+        return False
+
+    def step(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Pick and record the next token of every row from the last-position logits; returns it (B,)."""
+        allowed = None
+        if self.grammar is not None:
+            allowed = self.grammar.allowed(self.grammar_state) | self.finished[:, None]
+        nxt = self.picker(logits, self.seq[:, :self.n], allowed, generator)
+        is_bar = nxt == self.bar_id
+        stop_bars = is_bar & (self.n_bars >= self.target_bars) if self.target_bars else torch.zeros_like(is_bar)
+        stop = (stop_bars | (nxt == self.eos_id)) & ~self.finished
+        if bool(stop.any()):
+            # the closing Bar is not kept; EOS is (decoders drop it)
+            for row in stop.nonzero().flatten().tolist():
+                self.reason[row] = "bars" if bool(stop_bars[row]) else "eos"
+            self.end = torch.where(stop, self.n + (~stop_bars).long(), self.end)
+            self.finished |= stop
+        self.n_bars += (is_bar & ~self.finished).long()
+        if self.grammar is not None:
+            self.grammar.feed(self.grammar_state, nxt)
+        self.seq[:, self.n] = nxt
+        self.n += 1
+        return nxt
+
+    def result(self, seconds: float, n_steps: int) -> Generation:
+        ends = torch.minimum(self.end, torch.tensor(self.n)).tolist()
+        rows = [self.seq[b, :ends[b]].tolist() for b in range(self.B)]
+        if self.grammar is not None:  # a row cut at the token limit may end inside a note: drop that note
+            rows = [r if self.reason[b] != "max_tokens" else r[:max(self.n_prompt, self.grammar.complete_length(r))]
+                    for b, r in enumerate(rows)]
+        return Generation(tokens=rows, n_prompt=self.n_prompt, n_bars=self.n_bars.tolist(),
+                          stop_reason=list(self.reason), seconds=seconds, n_steps=n_steps)
+
+
+def _check(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, max_new_tokens: int) -> None:
+    if prompt.dim() != 2 or composer_id.shape != (prompt.size(0),):
+        raise ValueError(f"prompt must be (B, T) and composer_id (B,); got {tuple(prompt.shape)} and "
+                         f"{tuple(composer_id.shape)}")
+    if max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if int(composer_id.max()) >= model.config.n_composers or int(composer_id.min()) < 0:
+        raise ConfigError(f"composer id out of range 0..{model.config.n_composers - 1}: {composer_id.tolist()}")
+
+
+@torch.inference_mode()
+def generate(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings: SamplingSettings, *,
+             max_new_tokens: int, target_bars: int | None = None, grammar: RemiGrammar | None = None,
+             eos_id: int | None = None, bar_id: int | None = None, generator: torch.Generator | None = None,
+             progress: bool = False) -> Generation:
+    """Sample up to `max_new_tokens` after `prompt` (B, T) for every row, with a KV cache (the fast path).
+
+    All rows share the prompt length (the cache has one `pos`); composer_id is (B,). With settings.cfg_scale != 1
+    the batch doubles internally: rows B..2B-1 are the unconditional stream (composer 0) fed the same tokens.
+    """
+    _check(model, prompt, composer_id, max_new_tokens)
+    t0 = time.perf_counter()
+    book = _Bookkeeper(model, prompt, composer_id, settings, max_new_tokens, target_bars, grammar, eos_id, bar_id)
+    streams = book.model_cid.size(0)
+    cache = KVCache.for_model(model, streams, book.n_prompt + max_new_tokens)
+    logits = model(book.window(), book.model_cid, cache=cache)[0][:, -1]
+    # progress in bars when a bar target is set (the slowest row), else in tokens; refreshed every 32 steps
+    bar = tqdm(total=target_bars or max_new_tokens, desc="generating", unit="bar" if target_bars else "tok",
+               disable=None if progress else True, leave=False)
+    steps = 0
+    for steps in range(1, max_new_tokens + 1):
+        nxt = book.step(logits, generator)
+        if steps % 32 == 0 and not bar.disable:
+            bar.n = int(book.n_bars.min()) if target_bars else steps
+            bar.refresh()
+        if bool(book.finished.all()) or steps == max_new_tokens:
+            break
+        if book.slide_if_full():  # re-prefill the kept half; the grammar state lives in `book`, untouched
+            cache.reset()
+            logits = model(book.window(), book.model_cid, cache=cache)[0][:, -1]
+            continue
+        idx = nxt[:, None]
+        if settings.guided:
+            idx = torch.cat([idx, idx])
+        logits = model(idx, book.model_cid, cache=cache)[0][:, -1]
+    bar.close()
+    return book.result(time.perf_counter() - t0, steps)
+
+
+@torch.inference_mode()
+def generate_reference(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings: SamplingSettings, *,
+                       max_new_tokens: int, target_bars: int | None = None, grammar: RemiGrammar | None = None,
+                       eos_id: int | None = None, bar_id: int | None = None,
+                       generator: torch.Generator | None = None) -> Generation:
+    """The slow reference: recompute the whole window every token, no cache. Same results as `generate`."""
+    _check(model, prompt, composer_id, max_new_tokens)
+    t0 = time.perf_counter()
+    book = _Bookkeeper(model, prompt, composer_id, settings, max_new_tokens, target_bars, grammar, eos_id, bar_id)
+    steps = 0
+    for steps in range(1, max_new_tokens + 1):
+        book.slide_if_full()
+        logits = model(book.window(), book.model_cid)[0][:, -1]
+        book.step(logits, generator)
+        if bool(book.finished.all()):
+            break
+    return book.result(time.perf_counter() - t0, steps)
