@@ -81,6 +81,7 @@ class TrainConfig:
     resume: str = "auto"
     num_workers: int = 2
     max_minutes: float = 0.0
+    threads: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,123 @@
+"""Tiny training fixtures (a fake tokenized + prepared corpus) and a subprocess entry point for the resume tests.
+
+`python tests/train_helpers.py ROOT N_STEPS [DELAY_S]` trains the tiny config under ROOT (resuming if possible),
+sleeping DELAY_S after each step so a test can SIGKILL it mid-run, and saves the final parameters to
+ROOT/params.safetensors.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from mozart.config import ModelConfig, TrainConfig  # noqa: E402
+
+COMPOSERS = ["<unconditional>", "Bach", "Mozart"]
+
+
+def make_corpus(root: Path, n_pieces: int = 12, seed: int = 0) -> Path:
+    """data/tokens + data/prepared under root, shaped like the real stages' outputs (docs/CONTRACTS.md).
+
+    Each composer's pieces repeat a composer-specific motif, so there is something learnable."""
+    import miditok
+
+    rng = np.random.default_rng(seed)
+    tokens_dir, prepared_dir = root / "data/tokens", root / "data/prepared"
+    tokens_dir.mkdir(parents=True, exist_ok=True)
+    prepared_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = miditok.REMI(miditok.TokenizerConfig(special_tokens=["PAD", "BOS", "EOS"]))
+    tokenizer.save(tokens_dir / "tokenizer.json")
+    vocab = len(tokenizer)
+    motifs = {c: rng.integers(3, vocab, size=8) for c in (1, 2)}
+    rows, meta = [], []
+    for i in range(n_pieces):
+        composer_id = 1 + i % 2
+        length = int(rng.integers(20, 120))
+        tokens = np.resize(motifs[composer_id], length).astype(np.uint16)
+        tokens[rng.random(length) < 0.1] = rng.integers(3, vocab)  # a little noise
+        split = "val" if i in (0, 1) else "train"
+        piece_id = f"{COMPOSERS[composer_id]}/piece{i:02d}"
+        rows.append((piece_id, COMPOSERS[composer_id], 0, tokens.tolist(), length))
+        meta.append(dict(piece_id=piece_id, work_id=piece_id, composer=COMPOSERS[composer_id],
+                         composer_id=composer_id, split=split, transpose=0, n_tokens=length,
+                         shard="shard-00000.parquet" if i < 6 else "shard-00001.parquet", row=i % 6))
+    for shard, part in (("shard-00000.parquet", rows[:6]), ("shard-00001.parquet", rows[6:])):
+        table = pa.table({
+            "piece_id": [r[0] for r in part], "composer": [r[1] for r in part],
+            "transpose": pa.array([r[2] for r in part], pa.int8()),
+            "tokens": pa.array([r[3] for r in part], pa.list_(pa.uint16())),
+            "n_tokens": pa.array([r[4] for r in part], pa.int32())})
+        pq.write_table(table, tokens_dir / shard)
+    pd.DataFrame(meta).to_parquet(prepared_dir / "metadata.parquet")
+    composers = {"unconditional_id": 0, "other_id": None, "names": COMPOSERS, "n_pieces": [0, 6, 6],
+                 "composer_to_id": {"Bach": 1, "Mozart": 2}}
+    (prepared_dir / "composers.json").write_text(json.dumps(composers))
+    return root
+
+
+def tiny_configs(**train_overrides) -> tuple[ModelConfig, TrainConfig]:
+    model = ModelConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, context=64, dropout=0.1)
+    train = dict(seq_len=32, batch_size=4, grad_accum=2, max_steps=8, lr=3e-3, warmup_frac=0.25, eval_every=4,
+                 eval_batches=2, ckpt_every=2, grad_checkpointing=False, device="cpu", amp=False, num_workers=0)
+    train.update(train_overrides)
+    return model, TrainConfig(**train)
+
+
+def param_vector(model) -> "torch.Tensor":  # noqa: F821
+    import torch
+
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _main(argv: list[str]) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from mozart.model import unwrap
+    from mozart.train import Trainer, TrainPaths
+
+    torch.set_num_threads(1)  # same float reduction order in every process
+    root, n_steps = Path(argv[0]), int(argv[1])
+    delay = float(argv[2]) if len(argv) > 2 else 0.0
+    model_cfg, train_cfg = tiny_configs(max_steps=n_steps, ckpt_every=1)
+    trainer = Trainer(model_cfg, train_cfg, 7, TrainPaths.under(root))
+    trainer.fit(on_step=lambda step: time.sleep(delay))
+    save_file({k: v.contiguous() for k, v in unwrap(trainer.model).state_dict().items() if k != "lm_head.weight"},
+              str(root / "params.safetensors"))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
+
+
+def ddp_worker(rank: int, world_size: int, root: str, port: int) -> None:
+    """torch.multiprocessing.spawn target: one gloo rank of a tiny DDP run; saves its final parameters."""
+    import os
+
+    import torch
+    from safetensors.torch import save_file
+
+    from mozart import distributed
+    from mozart.train import Trainer, TrainPaths
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    try:
+        model_cfg, train_cfg = tiny_configs(max_steps=4, eval_every=2, ckpt_every=2)
+        trainer = Trainer(model_cfg, train_cfg, 7, TrainPaths.under(Path(root)))
+        metrics = trainer.fit()
+        save_file({"params": param_vector(trainer.model)}, str(Path(root) / f"rank{rank}.safetensors"))
+        (Path(root) / f"rank{rank}.json").write_text(json.dumps(metrics))
+    finally:
+        distributed.cleanup()
