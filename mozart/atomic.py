@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import shutil
@@ -27,11 +28,14 @@ def _disk_error(path: Path, exc: OSError) -> MozartError:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path`, on failure removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; outputs are ordinary, shareable files
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; outputs are ordinary, shareable files
+    except OSError as exc:  # a full disk can strike before the first byte is written
+        raise _disk_error(path, exc) from exc
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:  # flush file content to disk before the rename makes it visible
@@ -62,9 +66,16 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success it replaces `path` whole, on failure it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes 0700
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A run killed earlier (SIGKILL skips every cleanup) left its temporary folder behind: remove it now.
+        # DVC's repository lock keeps two runs of one stage from sharing these names.
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700
+    except OSError as exc:  # a full disk can strike before the first byte is written
+        raise _disk_error(path, exc) from exc
     try:
         yield tmp
         old = None

@@ -247,6 +247,8 @@ def read_midi(path: str | os.PathLike) -> Any:
         score = Score(str(path))
     except Exception as exc:  # symusic raises RuntimeError/ValueError/IndexError for malformed files
         raise Rejected(f"not a MIDI file ({describe_exception(exc)})") from None
+    if score.ticks_per_quarter <= 0:  # parses, but every tick -> time conversion would divide by zero
+        raise Rejected("invalid MIDI header: time division is 0 ticks per quarter note")
     if score.note_num() == 0:
         raise Rejected("no notes")
     return score

@@ -138,7 +138,7 @@ _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\<>:"|?*]+')
 
 def safe_dirname(name: str, max_bytes: int = 100) -> str:
     """One harmless path component for `name`: no separators, NUL, control or Windows-reserved characters/names,
-    no leading dots ('..' and hidden files), at most `max_bytes` UTF-8 bytes, never empty."""
+    no leading dots ('..' and hidden files) or dashes, at most `max_bytes` UTF-8 bytes, never empty."""
     text = unicodedata.normalize("NFC", str(name or ""))
     text = "".join(c if c.isprintable() or c == " " else "_" for c in text)
     text = _UNSAFE.sub("_", text)
@@ -147,6 +147,6 @@ def safe_dirname(name: str, max_bytes: int = 100) -> str:
         text = text[:-1].rstrip(" .")
     if not text.strip("_"):  # nothing left worth naming a folder after
         return UNKNOWN
-    if text.split(".")[0].lower() in _WINDOWS_RESERVED:
-        text = "_" + text
+    if text.split(".")[0].lower() in _WINDOWS_RESERVED or text.startswith("-"):
+        text = "_" + text  # reserved device names; a leading dash reads as an option to `tool *.mid`
     return text

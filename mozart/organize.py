@@ -234,6 +234,8 @@ def check_midi(path: str) -> tuple[str, int]:
         score = Score.from_midi(data)
     except Exception as exc:  # symusic raises RuntimeError for malformed files; say what is malformed
         raise Rejected(diagnose(data, exc)) from None
+    if score.ticks_per_quarter <= 0:  # parses, but every tick -> time conversion would divide by zero
+        raise Rejected("invalid MIDI header: time division is 0 ticks per quarter note")
     if score.note_num() == 0:  # symusic drops empty tracks, so ask the header whether there were any
         raise Rejected("zero tracks" if data[10:12] == b"\x00\x00" else "no notes")
     return hashlib.sha256(data).hexdigest(), score.note_num()
