@@ -1,15 +1,7 @@
 """Stage prepare: organize + tokenize manifests -> data/prepared (composers.json, metadata.parquet), metrics/data.json."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# stages/tokenize.py would shadow the standard library's tokenize (imported by pandas via inspect): import the stage
-# plumbing as the `stages` package from the repository root instead of putting this folder on sys.path.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from stages._common import REPO_ROOT, configs, load_params, run  # noqa: E402
+from _common import REPO_ROOT, configs, load_params, run
 
 
 def main() -> None:

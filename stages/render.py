@@ -1,16 +1,7 @@
 """render stage: every sample's WAV and piano roll plus a listening page -> reports/ (index.html, audio/, rolls/)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-_HERE = Path(__file__).resolve().parent
-# Python puts this folder first on sys.path, where stages/tokenize.py would shadow the standard library's tokenize
-# (imported by dataclasses/inspect): import the stages package from the repository root instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-
-from stages._common import REPO_ROOT, configs, load_params, run  # noqa: E402
+from _common import REPO_ROOT, configs, load_params, run
 
 
 def main() -> None:

@@ -1,12 +1,7 @@
 """Stage `sample`: models/final -> data/samples/ (MIDI + manifest.json) and metrics/sample.json."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as `python stages/sample.py` from anywhere
-
-from stages._common import REPO_ROOT, configs, load_params, run  # noqa: E402
+from _common import REPO_ROOT, configs, load_params, run
 
 
 def main() -> None:

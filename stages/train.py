@@ -5,15 +5,7 @@ Single process: `python stages/train.py` (what `dvc repro` runs). Many GPUs or C
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# stages/tokenize.py would shadow the standard library's tokenize (imported by torch): import the stage plumbing as
-# the `stages` package from the repository root instead of putting this folder on sys.path.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from stages._common import REPO_ROOT, configs, load_params, run  # noqa: E402
+from _common import REPO_ROOT, configs, load_params, run
 
 
 def main() -> None:

@@ -67,8 +67,11 @@ def stage_env(root: Path) -> dict[str, str]:
     return env
 
 
+SCRIPTS = {"tokenize": "tokenize_midi"}  # stages/tokenize.py would shadow the standard library's tokenize
+
+
 def stage_cmd(root: Path, stage: str) -> list[str]:
-    return [sys.executable, str(Path(root).resolve() / "stages" / f"{stage}.py")]
+    return [sys.executable, str(Path(root).resolve() / "stages" / f"{SCRIPTS.get(stage, stage)}.py")]
 
 
 def run_stage(root: Path, stage: str, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
