@@ -18,7 +18,7 @@ def main() -> None:
                              samples_dir=samples_dir)
         write_json(metrics_path, metrics)
         mlrun.log_metrics({f"sample.{k}": v for k, v in metrics.items()})
-        mlrun.log_artifact(samples_dir / "manifest.json", artifact_path="samples")
+        mlrun.log_artifacts(samples_dir, artifact_path="samples")  # MIDI + manifest.json
         mlrun.log_artifact(metrics_path)
     print(f"sample: {metrics['n_samples']} pieces, {metrics['tokens_per_s']:.0f} tokens/s, "
           f"decodable {metrics['decodable_fraction']:.0%}, mean {metrics['mean_bars']:.1f} bars -> {samples_dir}")

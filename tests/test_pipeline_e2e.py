@@ -1,0 +1,172 @@
+"""End to end through DVC itself, on a temporary git copy of the repository and a tiny generated corpus.
+
+One module-scoped run walks the whole life of a project, each test checking one promise:
+`dvc repro` of the data stages, then of the whole DAG; a second `dvc repro` reproduces nothing; a `tokenize.*` change
+reruns tokenize and prepare only; a `train.lr` change retrains and shows in `dvc metrics diff`; a `sample.*` change
+reruns sample, evaluate and render only and changes `generated.*`; and one MLflow run holds every stage.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fuzz_midi import make_valid_corpus
+from stage_helpers import REPO_ROOT, set_params
+
+pytestmark = pytest.mark.slow
+
+# A model and run small enough for seconds on a CPU, but every stage does its real work.
+TINY = {
+    "organize.n_jobs": 1, "tokenize.n_jobs": 1, "tokenize.rows_per_shard": 8,
+    "prepare.min_pieces": 3, "prepare.val_fraction": 0.2, "prepare.test_fraction": 0.2,
+    "model.n_layer": 1, "model.d_model": 32, "model.n_head": 2, "model.d_ff": 64, "model.context": 256,
+    "train.seq_len": 64, "train.batch_size": 4, "train.grad_accum": 1, "train.max_steps": 24, "train.lr": 0.003,
+    "train.eval_every": 12, "train.eval_batches": 1, "train.ckpt_every": 12, "train.grad_checkpointing": False,
+    "train.threads": 1,
+    "sample.n_top_composers": 2, "sample.n_per_composer": 1, "sample.bars": 2, "sample.n_prompts": 1,
+    "sample.prompt_bars": 1, "sample.continuation_bars": 2, "sample.batch_size": 4,
+    "evaluate.max_real_pieces": 4, "evaluate.nll_batches": 1,
+}
+STAGES = ["organize", "tokenize", "prepare", "train", "sample", "evaluate", "render"]
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+def _tracked_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    return [f for f in out if f and (REPO_ROOT / f).is_file()]
+
+
+class Project:
+    def __init__(self, root: Path):
+        self.root = root
+        self.env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                    "PYTHONHASHSEED": "0"}
+        self.env.pop("MLFLOW_TRACKING_URI", None)
+        self.env.pop("MOZART_TRACKING", None)
+
+    def dvc(self, *args: str, timeout: float = 900) -> str:
+        proc = subprocess.run(["dvc", *args], cwd=self.root, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+        assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        return proc.stdout + proc.stderr
+
+    def commit(self, message: str) -> None:
+        _git(self.root, "add", "-A")
+        _git(self.root, "commit", "-q", "-m", message)
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", output))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Project:
+    base = tmp_path_factory.mktemp("e2e")
+    corpus = base / "corpus"
+    make_valid_corpus(corpus, ["Bach", "Chopin", "Mozart"], per_composer=5, seed=3, n_notes=(60, 120))
+    root = base / "repo"
+    for rel in _tracked_files():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / rel, root / rel)
+    set_params(root, {**TINY, "organize.source": str(corpus), "organize.layout": "folder"})
+    _git(root, "init", "-q")
+    _git(root, "config", "user.email", "e2e@mozart.test")
+    _git(root, "config", "user.name", "e2e")
+    p = Project(root)
+    p.commit("tiny project")
+    p.corpus = corpus
+    p.outputs = {}
+    # 1. the data stages alone, then again (nothing to do), then a tokenize change
+    p.outputs["data"] = p.dvc("repro", "prepare")
+    p.outputs["data_again"] = p.dvc("repro", "prepare")
+    set_params(root, {"tokenize.num_velocities": 16})
+    p.outputs["tokenize_change"] = p.dvc("repro", "prepare")
+    # 2. the whole DAG, then again
+    p.outputs["full"] = p.dvc("repro")
+    p.outputs["full_again"] = p.dvc("repro")
+    p.commit("first full run")
+    p.metrics_before = json.loads((root / "metrics" / "train.json").read_text())
+    p.eval_before = json.loads((root / "metrics" / "eval.json").read_text())
+    # 3. a learning-rate change
+    set_params(root, {"train.lr": 0.0005})
+    p.outputs["lr_change"] = p.dvc("repro")
+    p.outputs["lr_diff"] = p.dvc("metrics", "diff", "--json")
+    p.commit("lower lr")
+    # 4. a sampling change
+    set_params(root, {"sample.temperature": 1.6})
+    p.outputs["sample_change"] = p.dvc("repro")
+    p.outputs["sample_diff"] = p.dvc("metrics", "diff", "--json")
+    return p
+
+
+def test_data_stages_run_then_nothing_to_reproduce(project):
+    assert ran(project.outputs["data"]) == {"organize", "tokenize", "prepare"}
+    assert ran(project.outputs["data_again"]) == set()
+    data = json.loads((project.root / "metrics" / "data.json").read_text())
+    assert data["files_in"] == 15 and data["accepted"] + data["duplicates"] + data["rejected"] == data["files_in"]
+    assert data["composers"] == 3
+
+
+def test_tokenize_param_change_reruns_tokenize_and_prepare_only(project):
+    assert ran(project.outputs["tokenize_change"]) == {"tokenize", "prepare"}
+
+
+def test_full_dag_runs_every_stage_then_nothing(project):
+    assert ran(project.outputs["full"]) == set(STAGES) - {"organize", "tokenize", "prepare"}
+    assert ran(project.outputs["full_again"]) == set()
+    root = project.root
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "composers.json"):
+        assert (root / "models" / "final" / name).is_file(), name
+    curve = (root / "metrics" / "train_curve.tsv").read_text().splitlines()
+    assert curve[0].split("\t")[:4] == ["step", "train_loss", "val_loss", "lr"] and len(curve) >= 3
+    assert (root / "reports" / "index.html").is_file()
+    assert json.loads((root / "metrics" / "sample.json").read_text())["decodable_fraction"] == 1.0
+
+
+def test_lr_change_retrains_and_metrics_diff_shows_it(project):
+    assert {"train", "sample", "evaluate", "render"} <= ran(project.outputs["lr_change"])
+    assert not ran(project.outputs["lr_change"]) & {"organize", "tokenize", "prepare"}
+    diff = json.loads(project.outputs["lr_diff"])["metrics/train.json"]
+    assert "val_loss" in diff and diff["val_loss"]["old"] == project.metrics_before["val_loss"]
+    assert diff["val_loss"]["new"] != diff["val_loss"]["old"]
+
+
+def test_sample_change_reruns_sample_evaluate_render_only(project):
+    assert ran(project.outputs["sample_change"]) == {"sample", "evaluate", "render"}
+    diff = json.loads(project.outputs["sample_diff"])
+    changed = {k for k, v in diff.get("metrics/eval.json", {}).items() if v.get("diff") not in (0, None)}
+    assert any(k.startswith("generated.") for k in changed), diff
+
+
+def test_one_mlflow_run_holds_every_stage(project):
+    """Each pipeline execution is one MLflow run with every stage that ran: params, metrics, artifacts."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project.root / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["mozart"], output_format="list")
+    by_params = {(r.data.params.get("tokenize.num_velocities"), r.data.params.get("train.lr")): r for r in runs}
+    # The execution after the tokenize change ran tokenize .. render in one go (organize was cached).
+    first = by_params[("16", "0.003")]
+    assert all(first.data.tags.get(f"mozart.stage.{s}") for s in STAGES[1:]), first.data.tags
+    assert first.data.metrics["data.files_in"] == 15
+    # The learning-rate execution: its final metrics are the ones train.json holds for that run.
+    lowered = by_params[("16", "0.0005")]
+    train_json = json.loads((project.root / "metrics" / "train.json").read_text())
+    assert lowered.data.metrics["final_val_loss"] == pytest.approx(train_json["val_loss"])
+    assert "generated.gs" in lowered.data.metrics and "sample.decodable_fraction" in lowered.data.metrics
+    client = mlflow.MlflowClient()
+    assert len(client.get_metric_history(lowered.info.run_id, "train_loss")) >= 2  # per-step, not only final
+    top = {a.path for a in client.list_artifacts(lowered.info.run_id)}
+    assert {"model", "samples", "reports"} <= top, top
+    model_files = {Path(a.path).name for a in client.list_artifacts(lowered.info.run_id, "model")}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "composers.json"} <= model_files
