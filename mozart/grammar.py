@@ -112,6 +112,17 @@ class RemiGrammar:
         self.position_value = position_value
         self.bar_length = bar_length
         self._device = torch.device("cpu")
+        self._derive_tables()
+
+    def _derive_tables(self) -> None:
+        """Constant per-token rows for `allowed` (fewer ops per decoding step). A Position token is refused when its
+        value is <= the current position or >= the bar's limit; other tokens get +-2**40 so neither test fires."""
+        is_position = self.position_value >= 0
+        big = 2**40
+        self._pos_low = torch.where(is_position, self.position_value, big)[None, :]
+        self._pos_high = torch.where(is_position, self.position_value, -big)[None, :]
+        self._is_pitch = (self.token_class == PITCH)[None, :]
+        self._is_eos = (self.token_class == EOS)[None, :]
 
     @classmethod
     def from_tokenizer(cls, tok: Any, vocab_size: int | None = None) -> "RemiGrammar":
@@ -132,6 +143,7 @@ class RemiGrammar:
             for attr in ("next_table", "token_class", "position_value", "bar_length"):
                 setattr(self, attr, getattr(self, attr).to(device))
             self._device = device
+            self._derive_tables()
         return self
 
     # ------------------------------------------------------------------------------------------------------------
@@ -161,14 +173,10 @@ class RemiGrammar:
     def allowed(self, state: GrammarState) -> torch.Tensor:
         """(B, vocab) bool: the tokens each row may take next."""
         mask = self.next_table[state.last_class]
-        pos = self.position_value[None, :]
-        bad_position = (pos <= state.position[:, None]) | (pos >= state.position_limit[:, None])
-        mask &= ~(bad_position & (pos >= 0))
-        chord_full = (state.notes_here >= self.max_notes_per_position)[:, None]
-        mask &= ~(chord_full & (self.token_class == PITCH)[None, :])
-        too_early = (state.n_bars < state.min_bars)[:, None]
-        mask &= ~(too_early & (self.token_class == EOS)[None, :])
-        return mask
+        refused = (self._pos_low <= state.position[:, None]) | (self._pos_high >= state.position_limit[:, None])
+        refused |= (state.notes_here >= self.max_notes_per_position)[:, None] & self._is_pitch  # chord full
+        refused |= (state.n_bars < state.min_bars)[:, None] & self._is_eos  # EOS too early
+        return mask.masked_fill_(refused, False)
 
     def complete_length(self, ids: list[int]) -> int:
         """Length of `ids` without a trailing unfinished note (Pitch [Velocity] with no Duration yet), for

@@ -91,8 +91,8 @@ class CausalSelfAttention(nn.Module):
             S = k.size(2)
             mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
+        y = self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.resid_dropout(y) if self.training else y  # eval: skip the no-op module call (decode speed)
 
 
 class MLP(nn.Module):
@@ -103,7 +103,8 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        y = self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+        return self.dropout(y) if self.training else y
 
 
 class Block(nn.Module):
@@ -165,9 +166,10 @@ class MozartGPT(nn.Module):
         if start + T > self.config.context:
             raise MozartError(f"sequence of {start + T} tokens exceeds the model context of {self.config.context}; "
                               "generate fewer tokens or use a sliding window")
-        pos = torch.arange(start, start + T, device=idx.device)
-        x = self.wte(idx) + self.wpe(pos) + self.wce(composer_id)[:, None, :]
-        x = self.drop(x)
+        # wpe rows start..start+T-1 as a slice (same values as looking up arange(start, start+T), one op less)
+        x = self.wte(idx) + self.wpe.weight[start:start + T] + self.wce(composer_id)[:, None, :]
+        if self.training:
+            x = self.drop(x)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and cache is None:
                 x = checkpoint(block, x, use_reentrant=False)

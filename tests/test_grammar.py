@@ -95,3 +95,24 @@ def test_unsupported_tokenizers_are_refused_or_switched_off():
     with pytest.warns(UserWarning, match="grammar-constrained decoding is off"):
         assert grammar_for_tokenizer(remi_plus) is None
     assert grammar_for_tokenizer(tokenizer(), enabled=False) is None
+
+
+def test_allowed_equals_the_plain_formula_on_random_states():
+    """`allowed` uses precomputed rows; it must equal the rule written out directly."""
+    from mozart.grammar import EOS, PITCH
+    tok = tokenizer()
+    grammar = RemiGrammar.from_tokenizer(tok)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        state = grammar.start(6, min_bars=2)
+        state.last_class = torch.randint(0, len(grammar.class_names), (6,), generator=g)
+        state.position = torch.randint(-1, grammar.n_positions, (6,), generator=g)
+        state.notes_here = torch.randint(0, 15, (6,), generator=g)
+        state.n_bars = torch.randint(0, 4, (6,), generator=g)
+        state.position_limit = torch.randint(1, grammar.n_positions + 1, (6,), generator=g)
+        pos = grammar.position_value[None, :]
+        expect = grammar.next_table[state.last_class].clone()
+        expect &= ~(((pos <= state.position[:, None]) | (pos >= state.position_limit[:, None])) & (pos >= 0))
+        expect &= ~((state.notes_here >= grammar.max_notes_per_position)[:, None] & (grammar.token_class == PITCH))
+        expect &= ~((state.n_bars < state.min_bars)[:, None] & (grammar.token_class == EOS))
+        assert torch.equal(grammar.allowed(state), expect)

@@ -163,3 +163,25 @@ def test_int8_inference_is_close_to_fp32_and_cache_consistent(setup):
     args = (fast, _bos(tok, 2), cid, settings)
     assert (generate(*args, max_new_tokens=50, grammar=grammar).tokens
             == generate_reference(*args, max_new_tokens=50, grammar=grammar).tokens)
+
+
+def test_fused_sampling_tail_matches_hf_warpers_and_multinomial():
+    """TokenPicker's one-sort top-k/top-p and its multinomial fast path give HF's warpers + torch.multinomial,
+    token for token, and leave the generator in the same state."""
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+    torch.manual_seed(0)
+    for trial in range(300):
+        batch, vocab = 1 + trial % 3, 220
+        logits = torch.randn(batch, vocab) * 3
+        allowed = torch.rand(batch, vocab) < (0.05, 0.3, 0.9)[trial % 3]
+        allowed[:, trial % vocab] = True
+        k, p, t = (0, 1, 5, 40, 300)[trial % 5], (1.0, 0.95, 0.5, 0.01)[trial % 4], (1.0, 0.9, 1.7)[trial % 3]
+        picker = TokenPicker(SamplingSettings(temperature=t, top_k=k, top_p=p), vocab, None)
+        g1, g2 = torch.Generator().manual_seed(trial), torch.Generator().manual_seed(trial)
+        got = picker(logits, torch.empty(batch, 0, dtype=torch.long), allowed, g1)
+        x = logits.masked_fill(~allowed, float("-inf"))
+        warpers = ([TemperatureLogitsWarper(t)] if t != 1.0 else []) + ([TopKLogitsWarper(min(k, vocab))] if k else [])
+        for warp in warpers + ([TopPLogitsWarper(p)] if p < 1 else []):
+            x = warp(None, x)
+        assert torch.equal(got, torch.multinomial(torch.softmax(x, -1), 1, generator=g2).squeeze(1))
+        assert torch.equal(g1.get_state(), g2.get_state())
