@@ -1,6 +1,7 @@
 """Atomic outputs: write to a temporary name in the same folder, fsync, then rename.
 
 A stage killed at any moment leaves either the old complete file or none, never a half-written one.
+`read_json` is the reading twin of `write_json`: a missing or corrupt input is a one-line error saying what to do.
 """
 from __future__ import annotations
 
@@ -92,3 +93,22 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_json(path: str | os.PathLike, hint: str, required: bool = True) -> dict | None:
+    """The JSON object in `path`; a missing file (when `required`), bad JSON or a non-object raises DataError
+    ending with `hint` (what the user should do). Returns None for a missing optional file."""
+    from mozart.errors import DataError
+
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if required:
+            raise DataError(f"{path} is missing: {hint}") from None
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}): {hint}") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path} should hold a JSON object: {hint}")
+    return value

@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from mozart.atomic import read_json
 from mozart.errors import ConfigError, DataError
 from mozart.metrics import METRIC_KEYS, file_metrics, json_safe, mean_metrics
 
@@ -118,15 +119,6 @@ MAX_STYLE_TRAIN_PIECES = 400   # bounds the stage's time on a big corpus; a rand
 STYLE_SEGMENTS_PER_PIECE = 4   # bar segments per real piece for the style classifier
 DEFAULT_BARS = 16              # crop length when no generated sample could be measured
 NLL_BATCH_SIZE = 4             # windows per forward pass
-
-
-def _load_json(path: Path, hint: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing: {hint}") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON ({exc}): {hint}") from None
 
 
 class ShardReader:
@@ -281,12 +273,12 @@ def run_stage(cfg, seed: int, repo_root: Path, params: dict) -> dict:
     repo_root = Path(repo_root)
     samples_dir, prepared = repo_root / "data" / "samples", repo_root / "data" / "prepared"
     tokens_dir, model_dir = repo_root / "data" / "tokens", repo_root / "models" / "final"
-    manifest = _load_json(samples_dir / "manifest.json", "run `dvc repro sample` first")
+    manifest = read_json(samples_dir / "manifest.json", "run `dvc repro sample` first")
     samples = manifest.get("samples") or []
     if not samples:
         raise DataError(f"{samples_dir / 'manifest.json'} lists no samples: check the sample params and rerun "
                         "`dvc repro sample`")
-    names = _load_json(prepared / "composers.json", "run `dvc repro prepare` first")["names"]
+    names = read_json(prepared / "composers.json", "run `dvc repro prepare` first")["names"]
     try:
         meta = pd.read_parquet(prepared / "metadata.parquet")
     except FileNotFoundError:

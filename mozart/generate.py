@@ -8,7 +8,6 @@ bar, so the model cannot add notes to the prompt's bars) and continues to `--bar
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import sys
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from mozart.atomic import read_json
 from mozart.config import SampleConfig
 from mozart.errors import ConfigError, MozartError
 
@@ -37,12 +37,7 @@ def read_composers(model_dir: str | Path) -> dict[str, Any]:
     if not Path(model_dir).is_dir():
         raise MozartError(f"model directory {model_dir} not found: train one with `dvc repro train`, "
                           "or pass --model DIR (a folder with config.json, model.safetensors, composers.json)")
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise MozartError(f"{path} is missing: {model_dir} is not a complete model directory") from None
-    except json.JSONDecodeError as exc:
-        raise MozartError(f"{path} is not valid JSON ({exc}): the model directory is corrupt") from None
+    return read_json(path, f"{model_dir} is not a complete model directory (train one with `dvc repro train`)")
 
 
 @dataclass
@@ -304,7 +299,7 @@ def main(args: argparse.Namespace) -> int:
                           "the length counts the prompt's bars too")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     print(f"{composer_name} (composer id {composer_id}), {n_bars} bars at {bpm:g} bpm, cfg {cfg_scale:g}, "
-          f"seed {seed}, device {lm.device}" + (f", grammar off" if lm.grammar is None else ""))
+          f"seed {seed}, device {lm.device}" + (", grammar off" if lm.grammar is None else ""))
     keep_tempo_tokens = args.bpm is None and bool(lm.tokenizer.config.use_tempos) and prompt is None
     paths = output_paths(args.out, args.num_samples)
     for start in range(0, args.num_samples, args.batch_size):

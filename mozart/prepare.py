@@ -109,8 +109,6 @@ def _read_inputs(organized_dir: Path, tokens_dir: Path):
 def prepare(organized_dir: Path, tokens_dir: Path, prepared_dir: Path, metrics_path: Path, cfg: PrepareConfig,
             seed: int) -> PrepareSummary:
     """Write data/prepared/{composers.json, metadata.parquet} and metrics/data.json; returns the summary."""
-    import pandas as pd
-
     from mozart.atomic import atomic_dir, write_json
 
     _check_config(cfg)

@@ -13,7 +13,6 @@ that reaches the page is HTML-escaped: composer names and piece ids are user dat
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote
 
+from mozart.atomic import read_json
 from mozart.errors import DataError
 
 AUDIO_DIR = "audio"
@@ -47,20 +47,6 @@ _PIECE_KEYS = ("h1", "h4", "gs", "note_density", "pitch_range", "mean_polyphony"
 
 # ----------------------------------------------------------------------------------------------------------- inputs
 
-def _read_json(path: Path, hint: str, required: bool = True) -> dict | None:
-    if not path.is_file():
-        if required:
-            raise DataError(f"{path} not found: {hint}")
-        return None
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not valid JSON ({exc}): {hint}") from None
-    if not isinstance(value, dict):
-        raise DataError(f"{path} should hold a JSON object: {hint}")
-    return value
-
-
 def read_tsv(path: str | Path) -> list[dict[str, str]] | None:
     """Rows of a tab-separated file with a header line as dicts of strings; None when the file does not exist."""
     path = Path(path)
@@ -80,7 +66,7 @@ def read_tsv(path: str | Path) -> list[dict[str, str]] | None:
 def load_manifest(samples_dir: str | Path) -> list[dict]:
     """The samples of `samples_dir/manifest.json`, checked: a safe unique id and an existing MIDI file each."""
     samples_dir = Path(samples_dir)
-    manifest = _read_json(samples_dir / "manifest.json", "run the sample stage first (`dvc repro sample`)")
+    manifest = read_json(samples_dir / "manifest.json", "run the sample stage first (`dvc repro sample`)")
     samples = manifest.get("samples")
     if not isinstance(samples, list) or not samples:
         raise DataError(f"{samples_dir / 'manifest.json'} lists no samples: check the sample params and rerun "
@@ -420,10 +406,10 @@ def render_reports(samples_dir: str | Path, metrics_dir: str | Path, reports_dir
     samples_dir, metrics_dir, reports_dir = Path(samples_dir), Path(metrics_dir), Path(reports_dir)
     soundfont = check_soundfont(cfg.soundfont)
     samples = load_manifest(samples_dir)
-    sample_metrics = _read_json(metrics_dir / "sample.json", "run the sample stage first (`dvc repro sample`)")
-    eval_metrics = _read_json(metrics_dir / "eval.json", "run the evaluate stage first (`dvc repro evaluate`)")
+    sample_metrics = read_json(metrics_dir / "sample.json", "run the sample stage first (`dvc repro sample`)")
+    eval_metrics = read_json(metrics_dir / "eval.json", "run the evaluate stage first (`dvc repro evaluate`)")
     composers = read_tsv(metrics_dir / "eval_composers.tsv")
-    train_metrics = _read_json(metrics_dir / "train.json", "", required=False)
+    train_metrics = read_json(metrics_dir / "train.json", "", required=False)
 
     tasks = [(str(_midi_path(samples_dir, s)), str(s["id"]),
               f"{s.get('composer') or 'unknown'} — {s.get('kind') or 'free'} — {s['id']}") for s in samples]

@@ -2,6 +2,8 @@
 metrics/ like the sample and evaluate stages write."""
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
 import json
 from pathlib import Path
 from typing import Sequence
@@ -101,3 +103,24 @@ def render_cfg(soundfont: Path | str = SOUNDFONT, sample_rate: int = 22050):
     from mozart.config import RenderConfig
 
     return RenderConfig(soundfont=str(soundfont), sample_rate=sample_rate)
+
+
+class Elements(HTMLParser):
+    """Tags with their attributes, and the page's visible text."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(html_text: str) -> Elements:
+    p = Elements()
+    p.feed(html_text)
+    return p

@@ -5,38 +5,16 @@ import html
 import json
 import shutil
 import wave
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from mozart.errors import MozartError
 from mozart.report import build_report, load_manifest, read_tsv, render_reports
-from render_helpers import (EVAL, HOSTILE, SAMPLE_METRICS, SOUNDFONT, TRAIN, make_fixture, render_cfg,
+from render_helpers import (EVAL, HOSTILE, SAMPLE_METRICS, SOUNDFONT, TRAIN, make_fixture, parse, render_cfg,
                             sample_record, write_midi)
 
 needs_soundfont = pytest.mark.skipif(not SOUNDFONT.is_file(), reason=f"{SOUNDFONT} is not installed")
-
-
-class _Elements(HTMLParser):
-    """Tags with their attributes, and the page's visible text."""
-
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def parse(html_text: str) -> _Elements:
-    p = _Elements()
-    p.feed(html_text)
-    return p
 
 
 def _build(fx, **overrides) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 
 from mozart.render import NOTE_COLOR
 from mozart.report import render_reports
-from render_helpers import HOSTILE, SOUNDFONT, make_fixture, render_cfg
+from render_helpers import HOSTILE, SOUNDFONT, Elements, make_fixture, render_cfg
 
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome",
                                                        "google-chrome-stable")) if p), None)
@@ -36,24 +35,11 @@ def report(tmp_path_factory) -> dict:
     return fx
 
 
-class _Tags(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
 def test_dom_has_players_and_piano_rolls(report):
     index = report["reports_dir"] / "index.html"
     proc = _chromium(index.resolve().as_uri(), "--dump-dom")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    dom = _Tags()
+    dom = Elements()
     dom.feed(proc.stdout)
     audio = [a.get("src") for t, a in dom.tags if t == "audio"]
     imgs = [a.get("src") for t, a in dom.tags if t == "img"]
