@@ -263,7 +263,11 @@ def _validate(args: argparse.Namespace) -> None:
 def _apply_request(args: argparse.Namespace, composers: dict[str, Any]) -> None:
     from mozart.request import parse_request
 
-    req = parse_request(args.request, known_composers(composers))
+    known = known_composers(composers)
+    req = parse_request(args.request, known)
+    if req.missing_composer and args.composer is None:
+        raise MozartError(f"this model was not trained on {req.missing_composer}; it knows: {', '.join(known)} "
+                          "(or leave the composer out for unconditional music)")
     print(req.describe())
     if args.composer is None:
         args.composer = req.composer

@@ -65,6 +65,8 @@ _SURNAMES = {
 _LABELS = {"christmas": "Traditional", "traditional": "Traditional", "trad": "Traditional",
            "anonymous": "Anonymous", "anon": "Anonymous", "unknown": UNKNOWN}
 _ALIASES = {**_FULL_NAMES, **_LABELS, **{s: name for name, spellings in _SURNAMES.items() for s in spellings}}
+# Every composer the alias table knows by name: lets a request name a composer that a given model lacks.
+KNOWN_COMPOSERS = sorted({*_FULL_NAMES.values(), *_SURNAMES})
 
 
 def fold(text: str) -> str:

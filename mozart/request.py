@@ -42,6 +42,7 @@ _STOPWORDS = {"a", "an", "the", "in", "of", "like", "by", "style", "at", "and", 
 @dataclass(frozen=True)
 class Request:
     composer: str | None = None   # a name from `known`, or None (unconditional / not mentioned)
+    missing_composer: str | None = None  # a composer the request names that is not in `known`
     bars: int | None = None
     seconds: float | None = None
     bpm: float | None = None
@@ -121,5 +122,9 @@ def parse_request(text: str, known: Sequence[str],
     bars, seconds = parse_length(lower)
     # the composer is searched in the original casing, with the length/tempo phrases removed
     stripped = _BPM_RE.sub(" ", _LENGTH_RE.sub(" ", text.lower()))
-    return Request(composer=parse_composer(stripped, known, match), bars=bars, seconds=seconds,
-                   bpm=parse_bpm(lower))
+    composer = parse_composer(stripped, known, match)
+    missing = None
+    if composer is None:  # a famous name the model was not trained on must not silently become "unconditional"
+        from mozart.names import KNOWN_COMPOSERS
+        missing = parse_composer(stripped, KNOWN_COMPOSERS, match)
+    return Request(composer=composer, missing_composer=missing, bars=bars, seconds=seconds, bpm=parse_bpm(lower))

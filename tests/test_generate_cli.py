@@ -101,6 +101,7 @@ def test_composers_lists_names_and_piece_counts(model_dir, capsys):
     (["--prompt", "{tmp}/not-midi.mid"], "not a readable MIDI file"),
     (["--prompt", "{tmp}/short.mid", "--prompt-bars", "8", "--bars", "12"], "only 3 bars"),
     (["--prompt", "{tmp}/short.mid", "--prompt-bars", "2", "--bars", "2"], "must be more than --prompt-bars"),
+    (["--request", "a minute like Rachmaninoff"], "not trained on Rachmaninoff"),
 ])
 def test_bad_arguments_give_one_clear_line(model_dir, tmp_path, capsys, argv, message):
     (tmp_path / "not-midi.mid").write_text("hello, I am not a MIDI file\n")

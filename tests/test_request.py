@@ -40,3 +40,10 @@ def test_numbers_and_tempo_words_are_not_taken_for_composers():
         return None
     parse_request("two minutes, slow, at 90 bpm like nobody", KNOWN, match=spy)
     assert all(word not in q.lower().split() for q in seen for word in ("two", "minutes", "slow", "90", "bpm"))
+
+
+def test_a_composer_the_model_lacks_is_reported_not_dropped():
+    req = parse_request("two minutes like Chopin at 90 bpm", ["Bach", "Mozart"])
+    assert req.composer is None and req.missing_composer == "Chopin"
+    assert parse_request("two minutes of anything at 90 bpm", ["Bach"]).missing_composer is None
+    assert parse_request("like bach", ["Bach", "Mozart"]).missing_composer is None
