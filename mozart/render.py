@@ -6,13 +6,20 @@ with `get_samples` in fixed blocks and streamed into the WAV, so memory stays bo
 
 A MIDI file with no notes renders a short silent WAV (the release tail only, peak and rms 0) rather than failing: the
 listening page should still show a generated sample that came out empty, and its player makes the emptiness obvious.
+
+`render_reports` is the render stage's library side: every sample of `data/samples/manifest.json` rendered in
+parallel into a temporary folder, the page written by `mozart.report.build_report`, and that folder swapped in as
+`reports/` whole (`atomic_dir`), so a failure at any point leaves the previous report untouched.
 """
 from __future__ import annotations
 
 import ctypes
 import math
+import os
+import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +29,7 @@ from mozart.errors import MozartError
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 RELEASE_TAIL_S = 1.5     # audio kept after the last note-off, so releases and reverb ring out instead of clipping
 BLOCK_FRAMES = 4096      # frames pulled from the synth per call: bounded memory, few Python round trips
-SYNTH_GAIN = 0.5         # FluidSynth's default 0.2 is very quiet for solo piano; 0.5 keeps dense chords unclipped
+SYNTH_GAIN = 1.0         # FluidSynth's default 0.2 is very quiet for solo piano; 1.0 still leaves headroom for dense chords
 SUSTAIN_PEDAL = 64       # the only controller forwarded: piano MIDI relies on it, the others only add risk
 
 NOTE_COLOR = "#1f6fb2"   # piano-roll note fill; the screenshot test looks for this colour
@@ -244,3 +251,74 @@ def render_piano_roll(midi_path: str | Path, png_path: str | Path, title: str) -
             fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------- the render stage
+
+def render_one(midi_path: str, wav_path: str, png_path: str, soundfont: str, sample_rate: int,
+               title: str) -> dict[str, float]:
+    """Render one sample's WAV and piano roll (a joblib task: plain arguments, module-level)."""
+    stats = render_wav(midi_path, wav_path, soundfont, sample_rate)
+    render_piano_roll(midi_path, png_path, title)
+    return stats
+
+
+def _run_all(calls: list[tuple], workers: int, progress: bool) -> list[dict[str, float]]:
+    """render_one over `calls`, in `workers` processes (joblib) when more than one, with a progress bar."""
+    from tqdm import tqdm
+
+    results: list[dict[str, float]] = []
+    with tqdm(total=len(calls), desc="render", unit="sample", disable=not progress) as bar:
+        if workers == 1:
+            for call in calls:
+                results.append(render_one(*call))
+                bar.update()
+        else:
+            from joblib import Parallel, delayed
+
+            for stats in Parallel(n_jobs=workers, return_as="generator")(delayed(render_one)(*c) for c in calls):
+                results.append(stats)
+                bar.update()
+    return results
+
+
+def render_reports(samples_dir: str | Path, metrics_dir: str | Path, reports_dir: str | Path, cfg,
+                   n_jobs: int = -1, progress: bool = True) -> dict[str, Any]:
+    """The render stage: every sample's WAV and piano roll plus index.html, swapped in as `reports_dir` atomically.
+
+    `cfg` is a RenderConfig (soundfont, sample_rate). Inputs are checked before anything is written; any failure
+    leaves the previous `reports_dir` as it was. Returns a summary: n_samples, audio_seconds, silent (ids),
+    wall_seconds, index (path of the final index.html).
+    """
+    from mozart import report
+    from mozart.atomic import atomic_dir, read_json
+
+    started = time.monotonic()
+    samples_dir, metrics_dir, reports_dir = Path(samples_dir), Path(metrics_dir), Path(reports_dir)
+    soundfont = check_soundfont(cfg.soundfont)
+    samples = report.load_manifest(samples_dir)
+    sample_metrics = read_json(metrics_dir / "sample.json", "run the sample stage first (`dvc repro sample`)")
+    eval_metrics = read_json(metrics_dir / "eval.json", "run the evaluate stage first (`dvc repro evaluate`)")
+    composers = report.read_tsv(metrics_dir / "eval_composers.tsv")
+    train_metrics = read_json(metrics_dir / "train.json", "", required=False)
+
+    ids = [str(s["id"]) for s in samples]
+    workers = len(samples) if n_jobs < 1 else n_jobs
+    workers = max(1, min(workers, os.cpu_count() or 1, len(samples)))
+    with atomic_dir(reports_dir) as tmp:
+        (tmp / report.AUDIO_DIR).mkdir()
+        (tmp / report.ROLLS_DIR).mkdir()
+        calls = [(str(report.midi_path(samples_dir, s)), str(tmp / report.AUDIO_DIR / f"{sid}.wav"),
+                  str(tmp / report.ROLLS_DIR / f"{sid}.png"), str(soundfont), int(cfg.sample_rate),
+                  f"{s.get('composer') or 'unknown'} — {s.get('kind') or 'free'} — {sid}")
+                 for s, sid in zip(samples, ids)]
+        stats = dict(zip(ids, _run_all(calls, workers, progress)))
+        report.build_report(samples_dir, tmp, sample_metrics, eval_metrics, composers, train_metrics,
+                            samples=samples, render_stats=stats)
+    return {
+        "n_samples": len(samples),
+        "audio_seconds": float(sum(r["seconds"] for r in stats.values())),
+        "silent": [sid for sid, r in stats.items() if r["rms"] < report.SILENT_RMS],
+        "wall_seconds": time.monotonic() - started,
+        "index": str(reports_dir / report.INDEX),
+    }

@@ -1,21 +1,16 @@
-"""The listening page: render every generated sample (WAV + piano roll) and write `reports/index.html`.
-
-`render_reports` is the render stage's library side: it reads `data/samples/manifest.json` and the MIDI it lists,
-`metrics/sample.json`, `metrics/eval.json` and (when present) `metrics/eval_composers.tsv` and `metrics/train.json`,
-renders every sample in parallel into a temporary folder and swaps that folder in as `reports/` whole
-(`atomic_dir`), so a failure at any point leaves the previous report untouched.
+"""The listening page `reports/index.html`, and the checked readers of the render stage's inputs.
 
 `build_report` writes only `index.html`: one self-contained page (inline CSS, no JavaScript, no CDN) that works from
 file:// — a summary of the sampling and evaluation metrics, the per-composer table, then every sample grouped by
 composer with its settings, an audio player (`audio/<id>.wav`) and its piano roll (`rolls/<id>.png`). Every string
-that reaches the page is HTML-escaped: composer names and piece ids are user data.
+that reaches the page is HTML-escaped: composer names and piece ids are user data. The page carries no timestamp, so
+the same inputs give the same bytes. The rendering itself (WAVs, rolls, the atomic swap) is `mozart.render`.
 """
 from __future__ import annotations
 
 import html
 import math
 import re
-import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote
@@ -90,7 +85,8 @@ def load_manifest(samples_dir: str | Path) -> list[dict]:
     return samples
 
 
-def _midi_path(samples_dir: Path, sample: Mapping) -> Path:
+def midi_path(samples_dir: Path, sample: Mapping) -> Path:
+    """Where a manifest record's MIDI file is: its `path`, else `<id>.mid`, inside `samples_dir`."""
     return Path(samples_dir) / str(sample.get("path") or f"{sample['id']}.mid")
 
 
@@ -357,7 +353,7 @@ def build_report(samples_dir: str | Path, reports_dir: str | Path, sample_metric
 <main>
 <h1>Mozart — generated samples</h1>
 <p class="sub">{len(samples)} sample{"s" if len(samples) != 1 else ""} in {n_comp} group{"s" if n_comp != 1 else ""}
-by composer · page written {_esc(time.strftime("%Y-%m-%d %H:%M"))}</p>
+by composer</p>
 <h2>Summary</h2>
 {summary}
 <h2>Per composer</h2>
@@ -375,77 +371,4 @@ H1/H4: pitch-class entropy over 1/4-bar windows (bits); GS: grooving similarity;
     return out
 
 
-# ------------------------------------------------------------------------------------------------------- rendering
-
-def render_one(midi_path: str, wav_path: str, png_path: str, soundfont: str, sample_rate: int,
-               title: str) -> dict[str, float]:
-    """Render one sample's WAV and piano roll (a joblib task: plain arguments, module-level)."""
-    from mozart.render import render_piano_roll, render_wav
-
-    stats = render_wav(midi_path, wav_path, soundfont, sample_rate)
-    render_piano_roll(midi_path, png_path, title)
-    return stats
-
-
-def render_reports(samples_dir: str | Path, metrics_dir: str | Path, reports_dir: str | Path, cfg,
-                   n_jobs: int = -1, progress: bool = True) -> dict[str, Any]:
-    """The render stage: every sample's WAV and piano roll plus index.html, swapped in as `reports_dir` atomically.
-
-    `cfg` is a RenderConfig (soundfont, sample_rate). Inputs are checked before anything is written; any failure
-    leaves the previous `reports_dir` as it was. Returns a summary: n_samples, audio_seconds, silent (ids),
-    wall_seconds, index (path of the final index.html).
-    """
-    import os
-
-    from tqdm import tqdm
-
-    from mozart.atomic import atomic_dir
-    from mozart.render import check_soundfont
-
-    started = time.monotonic()
-    samples_dir, metrics_dir, reports_dir = Path(samples_dir), Path(metrics_dir), Path(reports_dir)
-    soundfont = check_soundfont(cfg.soundfont)
-    samples = load_manifest(samples_dir)
-    sample_metrics = read_json(metrics_dir / "sample.json", "run the sample stage first (`dvc repro sample`)")
-    eval_metrics = read_json(metrics_dir / "eval.json", "run the evaluate stage first (`dvc repro evaluate`)")
-    composers = read_tsv(metrics_dir / "eval_composers.tsv")
-    train_metrics = read_json(metrics_dir / "train.json", "", required=False)
-
-    tasks = [(str(_midi_path(samples_dir, s)), str(s["id"]),
-              f"{s.get('composer') or 'unknown'} — {s.get('kind') or 'free'} — {s['id']}") for s in samples]
-    workers = len(tasks) if n_jobs < 1 else n_jobs
-    workers = max(1, min(workers, os.cpu_count() or 1, len(tasks)))
-    with atomic_dir(reports_dir) as tmp:
-        (tmp / AUDIO_DIR).mkdir()
-        (tmp / ROLLS_DIR).mkdir()
-        calls = [(midi, str(tmp / AUDIO_DIR / f"{sid}.wav"), str(tmp / ROLLS_DIR / f"{sid}.png"), str(soundfont),
-                  int(cfg.sample_rate), title) for midi, sid, title in tasks]
-        bar = tqdm(total=len(calls), desc="render", unit="sample", disable=not progress)
-        try:
-            if workers == 1:
-                results = []
-                for call in calls:
-                    results.append(render_one(*call))
-                    bar.update()
-            else:
-                from joblib import Parallel, delayed
-
-                results = []
-                for stats in Parallel(n_jobs=workers, return_as="generator")(delayed(render_one)(*c) for c in calls):
-                    results.append(stats)
-                    bar.update()
-        finally:
-            bar.close()
-        stats = {sid: r for (_, sid, _), r in zip(tasks, results)}
-        build_report(samples_dir, tmp, sample_metrics, eval_metrics, composers, train_metrics, samples=samples,
-                     render_stats=stats)
-    return {
-        "n_samples": len(samples),
-        "audio_seconds": float(sum(r["seconds"] for r in results)),
-        "silent": [sid for sid, r in stats.items() if r["rms"] < SILENT_RMS],
-        "wall_seconds": time.monotonic() - started,
-        "index": str(reports_dir / INDEX),
-    }
-
-
-__all__ = ["build_report", "render_reports", "render_one", "load_manifest", "read_tsv", "fmt"]
+__all__ = ["build_report", "load_manifest", "midi_path", "read_tsv", "fmt"]

@@ -7,7 +7,7 @@ from _common import REPO_ROOT, configs, load_params, run
 def main() -> None:
     _, (cfg,) = configs("render")
     from mozart import tracking
-    from mozart.report import render_reports
+    from mozart.render import render_reports
 
     reports = REPO_ROOT / "reports"
     summary = render_reports(REPO_ROOT / "data" / "samples", REPO_ROOT / "metrics", reports, cfg)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mozart.render import NOTE_COLOR
-from mozart.report import render_reports
+from mozart.render import NOTE_COLOR, render_reports
 from render_helpers import HOSTILE, SOUNDFONT, Elements, make_fixture, render_cfg
 
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome",
