@@ -27,11 +27,11 @@ EPILOG = """The pipeline itself (organize -> tokenize -> prepare -> train -> sam
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
-    from mozart import __version__
+    import mozart
 
-    parser = argparse.ArgumentParser(prog="mozart", description=__doc__.splitlines()[0].rstrip("."), epilog=EPILOG,
+    parser = argparse.ArgumentParser(prog="mozart", description=mozart.__doc__.strip(), epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"mozart {__version__}")
+    parser.add_argument("--version", action="version", version=f"mozart {mozart.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, add_fn, _main_fn, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
