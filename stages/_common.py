@@ -4,6 +4,7 @@ Stage scripts are the only place YAML is read; the library receives dataclasses.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +18,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_PATH = REPO_ROOT / "params.yaml"
 
 
+@functools.lru_cache(maxsize=None)
 def load_params(path: Path = PARAMS_PATH) -> dict[str, Any]:
+    """params.yaml, validated; read once per process so the configs a stage runs with and the params it logs to
+    MLflow come from the same read (treat the returned mapping as read-only)."""
     try:
         params = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
