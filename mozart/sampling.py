@@ -17,8 +17,8 @@ the piece ends with its last bar complete), or after `max_new_tokens`. Beyond th
 the oldest half is dropped and the rest re-prefilled; the grammar state is per piece, so it carries over.
 
 `generate` (KV cache) and `generate_reference` (full recompute every token, no cache) share the bookkeeping so tests
-can check the cache token for token. `for_inference(model, "int8")` swaps the blocks' Linear layers for weight-only
-int8 ones: one-token decoding on a CPU is bound by weight reads, so this is the fast CPU setting (benchmarks/generate.py).
+can check the cache token for token. Reduced-precision weights for fast CPU decoding live in mozart.quantize
+(`for_inference`).
 """
 from __future__ import annotations
 
@@ -31,98 +31,7 @@ from tqdm import tqdm
 
 from mozart.errors import ConfigError
 from mozart.grammar import PITCH, RemiGrammar
-
-
-class KVCache:
-    """Keys/values for every layer, preallocated as one (n_layer, B, n_head, max_len, head_dim) tensor each.
-
-    Implements the protocol in docs/CONTRACTS.md: `pos`, `update(layer, k, v)`, `advance(n)`. Writing into a
-    preallocated buffer avoids a torch.cat (and a fresh allocation) per layer per token.
-    """
-
-    def __init__(self, n_layer: int, batch_size: int, n_head: int, head_dim: int, max_len: int,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-        shape = (n_layer, batch_size, n_head, max_len, head_dim)
-        self.k = torch.empty(shape, device=device, dtype=dtype)
-        self.v = torch.empty(shape, device=device, dtype=dtype)
-        self._layers = [(self.k[i], self.v[i]) for i in range(n_layer)]  # per-layer views, made once
-        self.max_len = max_len
-        self.pos = 0
-
-    @classmethod
-    def for_model(cls, model: Any, batch_size: int, max_len: int) -> "KVCache":
-        cfg = model.config
-        param = next(model.parameters())
-        return cls(cfg.n_layer, batch_size, cfg.n_head, cfg.d_model // cfg.n_head, min(max_len, cfg.context),
-                   device=param.device, dtype=param.dtype)
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        end = self.pos + k.size(2)
-        if end > self.max_len:
-            raise RuntimeError(f"KV cache overflow: {end} > {self.max_len} positions")
-        k_layer, v_layer = self._layers[layer]
-        k_layer.narrow(2, self.pos, k.size(2)).copy_(k)
-        v_layer.narrow(2, self.pos, v.size(2)).copy_(v)
-        return k_layer.narrow(2, 0, end), v_layer.narrow(2, 0, end)
-
-    def advance(self, n: int) -> None:
-        self.pos += n
-
-    def reset(self) -> None:
-        self.pos = 0
-
-    def nbytes(self) -> int:
-        return self.k.numel() * self.k.element_size() * 2
-
-
-PRECISIONS = ("fp32", "bf16", "int8")
-
-
-class Int8Linear(torch.nn.Module):
-    """Weight-only int8 Linear with per-output-channel scales; takes and returns fp32.
-
-    Decoding one token at a time on a CPU is bound by reading the weights from memory; int8 weights are a quarter
-    of fp32's bytes. `torch._weight_int8pack_mm` is the CPU kernel gpt-fast uses for this; its fast path wants bf16
-    activations, so they are cast around it (tiny tensors), while LayerNorm, attention and the KV cache stay fp32
-    (bf16 attention is ~5x slower than fp32 on this CPU, measured).
-    """
-
-    def __init__(self, linear: torch.nn.Linear):
-        super().__init__()
-        w = linear.weight.detach().float()
-        scales = w.abs().amax(dim=1).clamp(min=1e-8) / 127.0
-        self.register_buffer("weight", torch.round(w / scales[:, None]).to(torch.int8))
-        self.register_buffer("scales", scales.to(torch.bfloat16))
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch._weight_int8pack_mm(x.reshape(-1, x.size(-1)).to(torch.bfloat16), self.weight, self.scales)
-        # bias (fp32) + y (bf16) promotes to fp32: the same values as y.float() + bias, one op instead of two
-        y = y.float() if self.bias is None else torch.add(self.bias, y)
-        return y.view(*x.shape[:-1], y.size(-1))
-
-
-def for_inference(model: Any, precision: str = "fp32") -> Any:
-    """The model in `precision`: fp32 as is; bf16 (half the weight bytes; attention gets slower on CPUs without
-    fast bf16 kernels); int8 = weight-only int8 Linear layers in the transformer blocks (a quarter of the bytes),
-    everything else fp32. bf16/int8 return a converted copy. int8 logits differ from fp32 by ~1-2 % (relative)."""
-    import copy
-
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp32":
-        return model
-    if precision == "bf16":
-        return copy.deepcopy(model).to(torch.bfloat16)
-    if next(model.parameters()).device.type != "cpu":
-        raise ConfigError("precision int8 uses a CPU kernel: use bf16 or fp32 on a GPU")
-    fast = copy.deepcopy(model)
-    tied = getattr(fast, "wte", None)
-    for module in list(fast.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, torch.nn.Linear) and (tied is None or child.weight is not tied.weight):
-                setattr(module, name, Int8Linear(child))
-    return fast
+from mozart.kvcache import KVCache
 
 
 @dataclass(frozen=True)
@@ -371,7 +280,9 @@ def generate(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settin
             idx = idx.repeat(2, 1)
         logits = model(idx, book.model_cid, cache=cache)[0][:, -1]
     bar.close()
-    return book.result(time.perf_counter() - t0, steps)
+    result = book.result(time.perf_counter() - t0, steps)
+    result.extra["kv_cache_bytes"] = cache.nbytes()
+    return result
 
 
 @torch.inference_mode()
