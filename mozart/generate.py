@@ -48,6 +48,7 @@ class LoadedModel:
     composers: dict[str, Any]
     model_dir: Path
     device: Any
+    precision: str = "fp32"   # what the model runs in (mozart.quantize), after resolving "auto"
 
     @property
     def bar_id(self) -> int | None:
@@ -56,20 +57,22 @@ class LoadedModel:
 
 def load_model_dir(model_dir: str | Path, device: str = "auto", use_grammar: bool = True,
                    precision: str = "fp32") -> LoadedModel:
-    """Model (eval mode, on `device`, in `precision`: fp32 | bf16 | int8), tokenizer, grammar and composers."""
+    """Model (eval mode, on `device`, in `precision`: auto | fp32 | bf16 | int8 | int4), tokenizer, grammar and
+    composers (mozart.quantize.resolve_precision says what auto is)."""
     from mozart.device import pick_device
     from mozart.grammar import grammar_for_tokenizer
     from mozart.model import load_model
-    from mozart.sampling import for_inference
+    from mozart.quantize import for_inference, resolve_precision
     from mozart.tokenize import load_tokenizer
 
     model_dir = Path(model_dir)
     composers = read_composers(model_dir)
     torch_device = pick_device(device)
+    precision = resolve_precision(precision, torch_device)
     model = for_inference(load_model(model_dir, torch_device), precision)
     tokenizer = load_tokenizer(model_dir / "tokenizer.json")
     grammar = grammar_for_tokenizer(tokenizer, model.config.vocab_size, enabled=use_grammar)
-    return LoadedModel(model, tokenizer, grammar, composers, model_dir, torch_device)
+    return LoadedModel(model, tokenizer, grammar, composers, model_dir, torch_device, precision)
 
 
 def known_composers(composers: dict[str, Any]) -> list[str]:
@@ -242,8 +245,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wav", action="store_true", help="also render each piece to a WAV beside the MIDI")
     p.add_argument("--no-grammar", action="store_true", help="turn off grammar-constrained decoding")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default auto)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8"),
-                   help="inference weights: fp32 (default), bf16, or int8 (CPU; fastest, see benchmarks/generate.py)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8", "int4"),
+                   help="inference weights: auto (default) = int4 on a CPU, fp32 on a GPU; fp32 is exact; int8 / int4 "
+                        "are weight-only quantised, CPU only (int4 ~3x faster than fp32 at batch 1, same held-out loss "
+                        "within 0.1 %%: BENCHMARKS.md)")
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -303,7 +308,7 @@ def main(args: argparse.Namespace) -> int:
                           "the length counts the prompt's bars too")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     print(f"{composer_name} (composer id {composer_id}), {n_bars} bars at {bpm:g} bpm, cfg {cfg_scale:g}, "
-          f"seed {seed}, device {lm.device}" + (", grammar off" if lm.grammar is None else ""))
+          f"seed {seed}, device {lm.device} ({lm.precision})" + (", grammar off" if lm.grammar is None else ""))
     keep_tempo_tokens = args.bpm is None and bool(lm.tokenizer.config.use_tempos) and prompt is None
     paths = output_paths(args.out, args.num_samples)
     for start in range(0, args.num_samples, args.batch_size):

@@ -119,6 +119,14 @@ def _int4_or_int8(linear: torch.nn.Linear) -> torch.nn.Module:
     return Int4Linear(linear, size) if size else Int8Linear(linear)
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" is int4 on a CPU (fastest there; no measurable change in held-out loss, BENCHMARKS.md) and fp32 on
+    GPUs, where decoding is not bound by weight bytes and the int kernels are CPU ones. Anything else is kept."""
+    if precision == "auto":
+        return "int4" if device.type == "cpu" else "fp32"
+    return precision
+
+
 def for_inference(model: Any, precision: str = "fp32") -> Any:
     """The model in `precision`: fp32 as is; bf16 (half the weight bytes; attention gets slower on CPUs without
     fast bf16 kernels); int8 / int4 = weight-only quantised Linear layers in the transformer blocks, everything

@@ -124,3 +124,26 @@ def test_wav_is_rendered_beside_the_midi(model_dir, tmp_path, capsys):
     code, stdout, _ = _run(capsys, "--model", model_dir, "--bars", 1, "--seed", 0, "--out", tmp_path / "w.mid",
                            "--wav")
     assert code == 0 and (tmp_path / "w.wav").stat().st_size > 44 and "w.wav" in stdout
+
+
+def test_precision_defaults_to_int4_on_cpu_and_fp32_is_exact(model_dir, tmp_path, capsys, monkeypatch):
+    import torch
+
+    import mozart.generate as generate_module
+    from mozart.quantize import Int4Linear, resolve_precision
+
+    seen = []
+    real = generate_module.load_model_dir
+    monkeypatch.setattr(generate_module, "load_model_dir", lambda *a, **k: seen.append(k["precision"]) or real(*a, **k))
+    for extra, shown in (([], "device cpu (int4)"), (["--precision", "fp32"], "device cpu (fp32)")):
+        code, out, err = _run(capsys, "--model", model_dir, "--composer", "bach", "--bars", 2, "--seed", 1,
+                              "--device", "cpu", "--out", tmp_path / f"p{len(extra)}.mid", *extra)
+        assert code == 0, err
+        assert shown in out  # the summary line says what the model runs in
+    assert seen == ["auto", "fp32"]
+    assert isinstance(load_model_dir(model_dir, "cpu", precision="auto").model.blocks[0].mlp.c_fc, Int4Linear)
+    assert type(load_model_dir(model_dir, "cpu", precision="fp32").model.blocks[0].mlp.c_fc) is torch.nn.Linear
+    # auto never picks a CPU kernel for a GPU (pure logic, no GPU needed)
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) == "int4"
+    assert resolve_precision("int8", torch.device("cpu")) == "int8"
