@@ -22,21 +22,6 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "out" / "quantize_quality.md"
 
 
-def windows_of(meta, reader, config, n_windows: int, seed: int) -> list[tuple[list[int], int]]:
-    """Up to n_windows context-sized windows of test-split originals (seeded choice), with their composer id."""
-    import numpy as np
-
-    test = meta[(meta["split"] == "test") & (meta["transpose"] == 0)]
-    windows = []
-    for shard, row, composer_id in zip(test["shard"], test["row"], test["composer_id"]):
-        ids = [config.bos_id] + list(reader.ids(shard, row))
-        for start in range(0, len(ids) - 1, config.context):
-            if len(ids[start:start + config.context + 1]) >= 2:
-                windows.append((ids[start:start + config.context + 1], int(composer_id)))
-    order = np.random.default_rng(seed).permutation(len(windows))[:n_windows]
-    return [windows[i] for i in sorted(order)]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="models/final", help="trained model directory (default models/final)")
@@ -52,7 +37,7 @@ def main() -> None:
 
     sys.path.insert(0, str(REPO))
     from mozart.atomic import write_text
-    from mozart.evaluate import ShardReader
+    from mozart.evaluate import ShardReader, context_windows
     from mozart.model import load_model
     from mozart.quantize import PRECISIONS, for_inference
 
@@ -60,7 +45,8 @@ def main() -> None:
     model = load_model(args.model)
     config = model.config
     meta = pd.read_parquet(Path(args.data) / "prepared" / "metadata.parquet")
-    windows = windows_of(meta, ShardReader(Path(args.data) / "tokens"), config, args.windows, args.seed)
+    test = meta[(meta["split"] == "test") & (meta["transpose"] == 0)]
+    windows = context_windows(test, ShardReader(Path(args.data) / "tokens"), config, args.windows, args.seed)
     if not windows:
         raise SystemExit(f"no test-split windows under {args.data}: run the pipeline up to prepare first")
 

@@ -162,27 +162,34 @@ def _pick(frame, n: int, seed: int):
     return frame.sample(n=n, random_state=seed).sort_index()
 
 
+def context_windows(rows, reader: ShardReader, config, n_windows: int, seed: int) -> list[tuple[list[int], int]]:
+    """Up to `n_windows` windows of context + 1 tokens (inputs and their targets) cut from the given metadata rows,
+    BOS first, each with its row's composer_id: a seeded choice, kept in row order."""
+    import numpy as np
+
+    windows = []
+    for shard, row, composer_id in zip(rows["shard"], rows["row"], rows["composer_id"]):
+        ids = list(reader.ids(shard, row))
+        if not ids or ids[0] != config.bos_id:
+            ids = [config.bos_id] + ids
+        for start in range(0, max(1, len(ids) - 1), config.context):
+            chunk = ids[start:start + config.context + 1]
+            if len(chunk) >= 2:
+                windows.append((chunk, int(composer_id)))
+    order = np.random.default_rng(seed).permutation(len(windows))[:n_windows]
+    return [windows[i] for i in sorted(order)]
+
+
 def test_bits_per_token(model, rows, reader: ShardReader, device, n_windows: int, seed: int) -> tuple[float, int]:
     """Mean bits per token of the model on up to `n_windows` context-sized windows of the given test rows
     (conditioned on each row's composer_id), plus the number of predicted tokens. Targets equal to pad are ignored."""
-    import numpy as np
     import torch
     import torch.nn.functional as F
 
     cfg = model.config
-    windows = []
-    for shard, row, composer_id in zip(rows["shard"], rows["row"], rows["composer_id"]):
-        ids = list(reader.ids(shard, row))
-        if not ids or ids[0] != cfg.bos_id:
-            ids = [cfg.bos_id] + ids
-        for start in range(0, max(1, len(ids) - 1), cfg.context):
-            chunk = ids[start:start + cfg.context + 1]
-            if len(chunk) >= 2:
-                windows.append((chunk, int(composer_id)))
+    windows = context_windows(rows, reader, cfg, n_windows, seed)
     if not windows:
         return math.nan, 0
-    order = np.random.default_rng(seed).permutation(len(windows))[:n_windows]
-    windows = [windows[i] for i in sorted(order)]
     total_nats, total_tokens = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(windows), NLL_BATCH_SIZE):
