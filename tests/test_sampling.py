@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mozart.grammar import RemiGrammar
-from mozart.kvcache import KVCache
-from mozart.sampling import SamplingSettings, TokenPicker, apply_repetition_penalty, generate, generate_reference
+from mozart.sampling import (KVCache, SamplingSettings, TokenPicker, apply_repetition_penalty, generate,
+                             generate_reference)
 from sampling_helpers import one_thread, tiny_model, tokenizer  # noqa: F401 (autouse fixture)
 
 GREEDY = SamplingSettings(temperature=0.0)
