@@ -11,8 +11,8 @@ than fp32 on CPUs (measured). The kernels are the CPU ones gpt-fast uses: `torch
 channel scales) and `torch._weight_int4pack_mm_for_cpu` (groups of `INT4_GROUP_SIZE` input channels, each with a
 scale and an offset: w = min + q * scale, q in 0..15). Both take bf16 activations, cast around the call.
 
-How much the model changes is measured, not assumed: benchmarks/generate.py --quality MODEL_DIR reports the
-held-out bits per token of every precision on a trained model (BENCHMARKS.md).
+How much the model changes is measured, not assumed: benchmarks/quantize_quality.py reports the held-out bits per
+token of every precision on a trained model (BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class Int4Linear(_WeightOnlyLinear):
         super().__init__()
         w = linear.weight.detach().float()
         n_out, n_in = w.shape
-        if not self.supports(linear, group_size):
+        if group_size not in _INT4_GROUP_SIZES or n_in % group_size:
             raise ValueError(f"int4 needs in_features divisible by a group size in {_INT4_GROUP_SIZES}, got {n_in}")
         groups = w.reshape(n_out, n_in // group_size, group_size)
         low, high = groups.amin(dim=-1, keepdim=True), groups.amax(dim=-1, keepdim=True)
@@ -82,10 +82,6 @@ class Int4Linear(_WeightOnlyLinear):
         self.register_buffer("weight", torch._convert_weight_to_int4pack_for_cpu(q, 1))
         self.register_buffer("scales_and_zeros", scales_and_zeros.to(torch.bfloat16).contiguous())
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
-
-    @staticmethod
-    def supports(linear: torch.nn.Linear, group_size: int = INT4_GROUP_SIZE) -> bool:
-        return group_size in _INT4_GROUP_SIZES and linear.in_features % group_size == 0
 
     @staticmethod
     def group_size_for(in_features: int) -> int | None:
