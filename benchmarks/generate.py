@@ -2,7 +2,7 @@
 
 Seed architecture (8 layers, d512, 8 heads, context 8192, vocab of the pipeline's REMI tokenizer), random weights,
 a 128-token prompt. Ours runs with everything on (grammar mask, repetition penalty, top-p), batch 1 and 8, with and
-without classifier-free guidance, in fp32/bf16/int8/int4 (mozart.quantize). Every ratio compares runs of the same
+without classifier-free guidance, in fp32/bf16/int8/int4 (mozart.model.quantize). Every ratio compares runs of the same
 length: the whole peer script (naive loop and HF `generate`) at `--short` new tokens, and HF `generate` alone at
 `--long` (2,048, the issue's setting), run from the peer's own file with its naive loop skipped, because that loop
 would take most of an hour at 2,048 tokens. HF `generate` slows down with length more than ours does (its cache grows
@@ -43,11 +43,11 @@ def run_one(precision: str, batch: int, cfg_scale: float, new_tokens: int, repea
 
     sys.path.insert(0, str(REPO))
     from mozart.config import TokenizeConfig
-    from mozart.grammar import RemiGrammar
-    from mozart.model import GPTConfig, MozartGPT
-    from mozart.quantize import for_inference
-    from mozart.sampling import SamplingSettings, generate
-    from mozart.tokenize import build_tokenizer
+    from mozart.generation.grammar import RemiGrammar
+    from mozart.model.gpt import GPTConfig, MozartGPT
+    from mozart.model.quantize import for_inference
+    from mozart.generation.decoder import SamplingSettings, generate
+    from mozart.data.tokenize import build_tokenizer
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -184,7 +184,7 @@ def main() -> None:
     print(text)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(REPO))
-    from mozart.atomic import write_text
+    from mozart.infra.atomic import write_text
 
     write_text(OUT, text)
 

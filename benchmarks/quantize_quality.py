@@ -1,6 +1,6 @@
 """What reduced-precision inference costs in quality: held-out loss of a trained model in fp32, bf16, int8 and int4.
 
-For each precision of `mozart.quantize.for_inference`, on the same test-split windows (data/prepared metadata,
+For each precision of `mozart.model.quantize.for_inference`, on the same test-split windows (data/prepared metadata,
 data/tokens shards): bits per token, the share of positions whose most likely next token equals fp32's, and the
 mean KL divergence from fp32's next-token distribution. Writes a Markdown table to stdout and
 benchmarks/out/quantize_quality.md.
@@ -36,10 +36,10 @@ def main() -> None:
     import torch.nn.functional as F
 
     sys.path.insert(0, str(REPO))
-    from mozart.atomic import write_text
-    from mozart.evaluate import ShardReader, context_windows
-    from mozart.model import load_model
-    from mozart.quantize import PRECISIONS, for_inference
+    from mozart.infra.atomic import write_text
+    from mozart.evaluation.stage import ShardReader, context_windows
+    from mozart.model.gpt import load_model
+    from mozart.model.quantize import PRECISIONS, for_inference
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model)

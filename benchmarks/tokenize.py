@@ -2,7 +2,7 @@
 
     python benchmarks/tokenize.py [--corpora /work/shared/corpora] [--baselines /work/shared/baselines]
 
-Tokenizes every .mid of both shared corpora (asap + piano-midi-de, 1,639 files) with `mozart.tokenize.tokenize_files`
+Tokenizes every .mid of both shared corpora (asap + piano-midi-de, 1,639 files) with `mozart.data.tokenize.tokenize_files`
 (isolated workers, `n_jobs=-1`, shards written) and with the seed script, each in its own child process, sampling the
 whole process tree's memory. Also runs ours on half the files (every other one) to show that peak memory does not
 grow with corpus size. Prints a markdown table and writes it to benchmarks/out/tokenize.md.
@@ -100,7 +100,7 @@ def ours_child(list_path: str, out_dir: str) -> None:
     """Child mode: tokenize the listed files with the library; print a JSON line of counts and seconds."""
     t0 = time.perf_counter()
     from mozart.config import TokenizeConfig
-    from mozart.tokenize import tokenize_files
+    from mozart.data.tokenize import tokenize_files
 
     files = [(r[0], r[1], Path(r[2])) for r in json.loads(Path(list_path).read_text())]
     t1 = time.perf_counter()
@@ -176,7 +176,7 @@ def main() -> None:
                   ("mozart, half corpus", ours_half)], seed, (load_before, load_after))
     print(text)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    from mozart.atomic import write_text
+    from mozart.infra.atomic import write_text
 
     write_text(OUT, text)
 

@@ -28,9 +28,9 @@ sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or os.curdir).resolve
 
 import torch  # noqa: E402
 
-from mozart.atomic import write_text  # noqa: E402
-from mozart.model import GPTConfig, MozartGPT  # noqa: E402
-from mozart.train import make_optimizer  # noqa: E402
+from mozart.infra.atomic import write_text  # noqa: E402
+from mozart.model.gpt import GPTConfig, MozartGPT  # noqa: E402
+from mozart.training.trainer import make_optimizer  # noqa: E402
 from mozart.config import TrainConfig  # noqa: E402
 
 BASELINE = Path("/work/shared/baselines/train_baseline.py")

@@ -1,7 +1,7 @@
 """The `mozart` console script.
 
-Each subcommand lives in the library module that does the work, which exposes `add_arguments(parser)` and
-`main(args) -> int | None` (under the names in COMMANDS). Only the chosen subcommand's module is imported, so
+Each subcommand is a module of mozart/commands/ (argparse and printing only; no stage imports them) that exposes
+`add_arguments(parser)` and `main(args) -> int | None`. Only the chosen subcommand's module is imported, so
 `mozart evaluate` does not pay for importing torch and `mozart --help` is instant.
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ from mozart.errors import MozartError
 
 # name -> (module, add_arguments function, main function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "generate": ("mozart.generate", "add_arguments", "main",
+    "generate": ("mozart.commands.generate", "add_arguments", "main",
                  "write a new piece in a composer's style, or continue a MIDI prompt"),
-    "composers": ("mozart.generate", "add_composers_arguments", "composers_main",
+    "composers": ("mozart.commands.composers", "add_arguments", "main",
                   "list the composers a trained model knows, with their piece counts"),
-    "evaluate": ("mozart.evaluate", "add_arguments", "main",
+    "evaluate": ("mozart.commands.evaluate", "add_arguments", "main",
                  "H1/H4 pitch-class entropy, GS grooving similarity and more for MIDI files"),
 }
 

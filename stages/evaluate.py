@@ -6,7 +6,7 @@ from _common import REPO_ROOT, configs, load_params, run
 
 def main() -> None:
     seed, (cfg,) = configs("evaluate")
-    from mozart.evaluate import run_stage
+    from mozart.evaluation.stage import run_stage
 
     result = run_stage(cfg, seed, REPO_ROOT, load_params())
     gen, real = result["generated"], result["real"]

@@ -8,9 +8,9 @@ from _common import REPO_ROOT, configs, load_params, run
 
 
 def main() -> None:
-    from mozart import tracking
+    from mozart.infra import tracking
     from mozart.config import resolve_source
-    from mozart.organize import organize
+    from mozart.data.organize import organize
 
     _seed, (cfg,) = configs("organize")
     out_dir = REPO_ROOT / "data" / "organized"

@@ -5,8 +5,8 @@ from _common import REPO_ROOT, configs, load_params, run
 
 
 def main() -> None:
-    from mozart import tracking
-    from mozart.prepare import prepare
+    from mozart.infra import tracking
+    from mozart.data.prepare import prepare
 
     seed, (cfg,) = configs("prepare")
     metrics_path = REPO_ROOT / "metrics" / "data.json"

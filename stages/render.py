@@ -6,8 +6,8 @@ from _common import REPO_ROOT, configs, load_params, run
 
 def main() -> None:
     _, (cfg,) = configs("render")
-    from mozart import tracking
-    from mozart.render import render_reports
+    from mozart.infra import tracking
+    from mozart.report.render import render_reports
 
     reports = REPO_ROOT / "reports"
     summary = render_reports(REPO_ROOT / "data" / "samples", REPO_ROOT / "metrics", reports, cfg)

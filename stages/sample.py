@@ -5,9 +5,9 @@ from _common import REPO_ROOT, configs, load_params, run
 
 
 def main() -> None:
-    from mozart import tracking
-    from mozart.atomic import write_json
-    from mozart.sample import run_sample
+    from mozart.infra import tracking
+    from mozart.infra.atomic import write_json
+    from mozart.generation.sample_stage import run_sample
 
     seed, (cfg,) = configs("sample")
     samples_dir = REPO_ROOT / "data" / "samples"

@@ -6,8 +6,8 @@ import dataclasses
 
 from _common import REPO_ROOT, configs, load_params, run
 
-from mozart import tracking
-from mozart.tokenize import tokenize_corpus
+from mozart.infra import tracking
+from mozart.data.tokenize import tokenize_corpus
 
 
 def main() -> None:

@@ -9,8 +9,9 @@ from _common import REPO_ROOT, configs, load_params, run
 
 
 def main() -> None:
-    from mozart import distributed, tracking
-    from mozart.train import Trainer, TrainPaths
+    from mozart.training import distributed
+    from mozart.infra import tracking
+    from mozart.training.trainer import Trainer, TrainPaths
 
     seed, (model_cfg, train_cfg) = configs("model", "train")
     trainer = Trainer(model_cfg, train_cfg, seed, TrainPaths.under(REPO_ROOT))

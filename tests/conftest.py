@@ -1,4 +1,5 @@
-"""Fixtures shared by every test file. Area-specific helpers live in tests/<area>_helpers.py."""
+"""Fixtures shared by every test file. Test folders mirror the subpackages of mozart/; area-specific helpers live in
+tests/<area>_helpers.py (importable from every folder: pyproject.toml puts tests/ on the path)."""
 from __future__ import annotations
 
 from pathlib import Path

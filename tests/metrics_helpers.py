@@ -64,10 +64,10 @@ def build_stage_workspace(root: Path, seed: int = 0) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mozart.atomic import write_json
+    from mozart.infra.atomic import write_json
     from mozart.config import TokenizeConfig
-    from mozart.model import GPTConfig, MozartGPT, save_model
-    from mozart.tokenize import build_tokenizer, encode_score
+    from mozart.model.gpt import GPTConfig, MozartGPT, save_model
+    from mozart.data.tokenize import build_tokenizer, encode_score
 
     rng = np.random.default_rng(seed)
     tokens_dir, prepared, samples_dir = root / "data" / "tokens", root / "data" / "prepared", root / "data" / "samples"

@@ -9,8 +9,8 @@ import symusic
 import torch
 
 from mozart.config import TokenizeConfig
-from mozart.model import GPTConfig, MozartGPT, save_model
-from mozart.tokenize import build_tokenizer
+from mozart.model.gpt import GPTConfig, MozartGPT, save_model
+from mozart.data.tokenize import build_tokenizer
 
 COMPOSERS = ["<unconditional>", "Bach", "Chopin", "Mozart"]
 N_PIECES = [0, 12, 30, 7]

@@ -27,10 +27,12 @@ def _mozart_imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "mozart":
-                found |= {f"mozart.{a.name}" for a in node.names if (REPO / "mozart" / f"{a.name}.py").exists()}
-            elif node.module.startswith("mozart."):
-                found.add(node.module)
+            if node.module == "mozart" or node.module.startswith("mozart."):
+                package = REPO / node.module.replace(".", "/")
+                # `from mozart.pkg import module` names modules; `from mozart.pkg.module import name` names one
+                found |= {f"{node.module}.{a.name}" for a in node.names if (package / f"{a.name}.py").exists()}
+                if node.module != "mozart" and not package.is_dir():
+                    found.add(node.module)
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("mozart.")}
     return found
@@ -51,7 +53,7 @@ def _closure(path: Path) -> set[str]:
             if rel not in files and (REPO / rel).exists():
                 files.add(rel)
                 todo.append(REPO / rel)
-    files.discard("mozart/__init__.py")
+    files = {f for f in files if not f.endswith("__init__.py")}  # package markers and the version string
     files.discard("mozart/errors.py")  # exception classes only: changing a message needs no rerun
     return files
 

@@ -131,7 +131,7 @@ def test_rerun_after_errors_still_works(repo):
 
 def test_render_wav_missing_soundfont_is_a_mozart_error(tmp_path):
     from mozart.errors import MozartError
-    from mozart.render import render_wav
+    from mozart.report.render import render_wav
 
     midi = make_valid_corpus(tmp_path / "m", ["X"], 1, seed=1, n_notes=(5, 10))[0]
     missing = tmp_path / "nope" / "piano.sf2"

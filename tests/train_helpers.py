@@ -83,8 +83,8 @@ def _main(argv: list[str]) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from mozart.model import unwrap
-    from mozart.train import Trainer, TrainPaths
+    from mozart.model.gpt import unwrap
+    from mozart.training.trainer import Trainer, TrainPaths
 
     torch.set_num_threads(1)  # same float reduction order in every process
     root, n_steps = Path(argv[0]), int(argv[1])
@@ -107,8 +107,8 @@ def ddp_worker(rank: int, world_size: int, root: str, port: int) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from mozart import distributed
-    from mozart.train import Trainer, TrainPaths
+    from mozart.training import distributed
+    from mozart.training.trainer import Trainer, TrainPaths
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world_size))

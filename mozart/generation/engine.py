@@ -1,0 +1,196 @@
+"""The generation engine: what `mozart generate` and the sample stage share — load a model directory, resolve a
+composer, cut a prompt to bars, decode a batch, turn token ids into a MIDI Score.
+
+Length is counted in bars: `--seconds` becomes bars at the output tempo (4 beats per bar). A continuation keeps the
+prompt's first `--prompt-bars` bars token for token (the prompt is cut right after the Bar token that opens the next
+bar, so the model cannot add notes to the prompt's bars) and continues to `--bars` bars in total.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from mozart.infra.atomic import read_json
+from mozart.config import SampleConfig
+from mozart.errors import MozartError
+
+DEFAULT_MODEL_DIR = "models/final"
+DEFAULT_BPM = 120.0
+DEFAULT_BARS = 16
+BEATS_PER_BAR = 4  # --seconds -> bars assumes 4/4 (the tokenizer's default without TimeSig tokens)
+DEFAULTS = SampleConfig()  # one source of truth for sampling defaults: params.yaml's sample section
+SMALL_MODEL_PARAMS = 5_000_000  # below this, decode on one CPU thread (measured faster on 2 cores)
+UNCONDITIONAL = {"", "none", "any", "unconditional", "<unconditional>"}
+
+
+# --------------------------------------------------------------------------------------------------- model directory
+
+def read_composers(model_dir: str | Path) -> dict[str, Any]:
+    """The model directory's composers.json (no torch needed)."""
+    path = Path(model_dir) / "composers.json"
+    if not Path(model_dir).is_dir():
+        raise MozartError(f"model directory {model_dir} not found: train one with `dvc repro train`, "
+                          "or pass --model DIR (a folder with config.json, model.safetensors, composers.json)")
+    return read_json(path, f"{model_dir} is not a complete model directory (train one with `dvc repro train`)")
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    grammar: Any            # RemiGrammar or None (unsupported tokenizer, or switched off)
+    composers: dict[str, Any]
+    model_dir: Path
+    device: Any
+    precision: str = "fp32"   # what the model runs in (mozart.model.quantize), after resolving "auto"
+
+    @property
+    def bar_id(self) -> int | None:
+        return self.tokenizer.vocab.get("Bar_None")
+
+
+def load_model_dir(model_dir: str | Path, device: str = "auto", use_grammar: bool = True,
+                   precision: str = "fp32") -> LoadedModel:
+    """Model (eval mode, on `device`, in `precision`: auto | fp32 | bf16 | int8 | int4), tokenizer, grammar and
+    composers (mozart.model.quantize.resolve_precision says what auto is)."""
+    from mozart.infra.device import pick_device
+    from mozart.generation.grammar import grammar_for_tokenizer
+    from mozart.model.gpt import load_model
+    from mozart.model.quantize import for_inference, resolve_precision
+    from mozart.data.tokenize import load_tokenizer
+
+    model_dir = Path(model_dir)
+    composers = read_composers(model_dir)
+    torch_device = pick_device(device)
+    precision = resolve_precision(precision, torch_device)
+    model = for_inference(load_model(model_dir, torch_device), precision)
+    tokenizer = load_tokenizer(model_dir / "tokenizer.json")
+    grammar = grammar_for_tokenizer(tokenizer, model.config.vocab_size, enabled=use_grammar)
+    return LoadedModel(model, tokenizer, grammar, composers, model_dir, torch_device, precision)
+
+
+def known_composers(composers: dict[str, Any]) -> list[str]:
+    """Every name a user may ask for: the model's composers and the rare ones folded into OTHER."""
+    names = [n for i, n in enumerate(composers["names"]) if i != composers.get("unconditional_id", 0)]
+    return list(dict.fromkeys([*names, *composers.get("composer_to_id", {})]))
+
+
+def resolve_composer(query: str | None, composers: dict[str, Any]) -> tuple[int, str]:
+    """(composer_id, display name) for any spelling `mozart.data.names` maps; unknown names list the closest ones."""
+    from mozart.data.names import closest_composers, match_composer
+
+    if query is None or query.strip().lower() in UNCONDITIONAL:
+        return 0, "unconditional"
+    known = known_composers(composers)
+    name = match_composer(query, known)
+    if name is None:
+        near = closest_composers(query, known, 5)
+        hint = f"closest known: {', '.join(near)}" if near else f"known: {', '.join(known[:10])}"
+        raise MozartError(f"unknown composer {query!r}; {hint} (run `mozart composers` for the full list)")
+    if name in composers.get("composer_to_id", {}):
+        return int(composers["composer_to_id"][name]), name
+    return composers["names"].index(name), name
+
+
+# ------------------------------------------------------------------------------------------------- prompts and length
+
+def cut_to_bars(ids: Sequence[int], bar_id: int, n_bars: int) -> list[int]:
+    """The first `n_bars` bars of `ids`, closed by the Bar token that opens the next bar (appended if absent)."""
+    bar_at = [i for i, t in enumerate(ids) if t == bar_id]
+    if len(bar_at) > n_bars:
+        return list(ids[:bar_at[n_bars] + 1])
+    if len(bar_at) == n_bars:
+        return [*ids, bar_id]
+    raise MozartError(f"the prompt has only {len(bar_at)} bars but {n_bars} were asked for: "
+                      f"use --prompt-bars {max(1, len(bar_at))} or less")
+
+
+@dataclass
+class Prompt:
+    ids: list[int]          # BOS + the prompt's first bars + the Bar opening the next one
+    n_bars: int
+    bpm: float | None       # the prompt file's first tempo
+
+
+def load_prompt(path: str | Path, lm: LoadedModel, prompt_bars: int) -> Prompt:
+    """Read a MIDI prompt, tokenize it like the training data, and keep its first `prompt_bars` bars."""
+    import symusic
+
+    from mozart.data.tokenize import encode_score
+
+    path = Path(path)
+    if not path.is_file():
+        raise MozartError(f"prompt {path} not found")
+    try:
+        score = symusic.Score(str(path))
+    except Exception as exc:  # symusic raises several types for malformed files
+        raise MozartError(f"prompt {path} is not a readable MIDI file ({type(exc).__name__}: {exc})") from None
+    if score.note_num() == 0:
+        raise MozartError(f"prompt {path} has no notes")
+    ids = encode_score(lm.tokenizer, score)
+    bpm = float(score.tempos[0].qpm) if len(score.tempos) else None
+    return Prompt([lm.model.config.bos_id, *cut_to_bars(ids, lm.bar_id, prompt_bars)], prompt_bars, bpm)
+
+
+def bars_for_seconds(seconds: float, bpm: float) -> int:
+    return max(1, math.ceil(seconds * bpm / 60.0 / BEATS_PER_BAR))
+
+
+# --------------------------------------------------------------------------------------------------------- sampling
+
+def sample_tokens(lm: LoadedModel, composer_ids: Sequence[int], settings: Any, *, n_bars: int,
+                  prompt_ids: Sequence[int] | None = None, seed: int = 0, max_new_tokens: int = 16384,
+                  progress: bool = False) -> Any:
+    """One batch: a row per entry of composer_ids, all continuing the same prompt (default: BOS)."""
+    import torch
+
+    from mozart.generation.decoder import generate
+
+    prompt = list(prompt_ids) if prompt_ids else [lm.model.config.bos_id]
+    rows = torch.tensor([prompt] * len(composer_ids), dtype=torch.long, device=lm.device)
+    generator = torch.Generator(device=lm.device).manual_seed(seed)
+    threads = torch.get_num_threads()
+    if lm.device.type == "cpu" and lm.model.num_params() < SMALL_MODEL_PARAMS:
+        torch.set_num_threads(1)  # a small model's ops are too short to split: thread sync would dominate
+    try:
+        return generate(lm.model, rows, torch.tensor(list(composer_ids), device=lm.device), settings,
+                        max_new_tokens=max_new_tokens, target_bars=n_bars, grammar=lm.grammar,
+                        eos_id=lm.model.config.eos_id, bar_id=lm.bar_id, generator=generator, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def decode_piece(tokenizer: Any, ids: Sequence[int], bpm: float | None) -> tuple[Any, bool]:
+    """(symusic Score, decodable). Decodable = miditok decoded every note of the sequence without error.
+
+    `bpm` replaces the score's tempo; None keeps the tempo the tokens carry (tokenizers with Tempo tokens).
+    """
+    import symusic
+
+    from mozart.data.tokenize import decode_ids
+
+    special = set(tokenizer.special_tokens_ids)
+    body = [int(i) for i in ids if int(i) not in special]
+    n_pitch = sum(1 for i in body if tokenizer[i].startswith("Pitch_"))
+    try:
+        score = tokenizer.decode(body if tokenizer.one_token_stream else [body])
+        decodable = score.note_num() == n_pitch
+    except Exception:  # noqa: BLE001 - an undecodable sample is reported, not fatal
+        score, decodable = decode_ids(tokenizer, body), False
+    if bpm is not None:
+        score.tempos.clear()
+        score.tempos.append(symusic.Tempo(0, float(bpm)))
+    return score, decodable
+
+
+def score_seconds(score: Any) -> float:
+    return float(score.to("second").end())
+
+
+def write_midi(score: Any, path: str | Path) -> None:
+    from mozart.infra.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        score.dump_midi(str(tmp))

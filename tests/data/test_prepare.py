@@ -1,0 +1,120 @@
+"""The prepare stage: composer ids, work-grouped deterministic splits, data.json accounting (mozart.data.prepare)."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from mozart.config import PrepareConfig
+from mozart.errors import ConfigError, MozartError
+from mozart.data.prepare import composer_ids, prepare, split_works
+from organize_helpers import write_fake_pipeline
+
+
+def asap_like_pieces(n_works: int = 12, performances: int = 3):
+    """Works by 3 big composers (several performances each) and 2 rare ones."""
+    pieces = []
+    for w in range(n_works):
+        composer = ["Bach", "Chopin", "Beethoven"][w % 3]
+        pieces += [(f"{composer}/work{w} (perf{k})", composer, f"{composer}/work{w}") for k in range(performances)]
+    pieces += [("Satie/gnossienne", "Satie", "Satie/gnossienne"), ("Lange/fantasia", "Gustav Lange", "Lange/f")]
+    return pieces
+
+
+def run_prepare(tmp_path, pieces, cfg=PrepareConfig(min_pieces=5), seed=1, **kwargs):
+    organized, tokens = write_fake_pipeline(tmp_path / "data", pieces, **kwargs)
+    summary = prepare(organized, tokens, tmp_path / "prepared", tmp_path / "metrics" / "data.json", cfg, seed)
+    meta = pd.read_parquet(tmp_path / "prepared" / "metadata.parquet")
+    composers = json.loads((tmp_path / "prepared" / "composers.json").read_text())
+    return summary, meta, composers
+
+
+def test_composer_ids_zero_alphabetical_then_other():
+    ids = composer_ids({"Chopin": 7, "Bach": 5, "Satie": 1, "Gustav Lange": 4}, min_pieces=5)
+    assert ids["names"] == ["<unconditional>", "Bach", "Chopin", "OTHER"]
+    assert ids["n_pieces"] == [0, 5, 7, 5]
+    assert ids["unconditional_id"] == 0 and ids["other_id"] == 3
+    assert ids["composer_to_id"] == {"Bach": 1, "Chopin": 2, "Gustav Lange": 3, "Satie": 3}
+    assert composer_ids({"Bach": 9}, 5)["other_id"] is None
+
+
+def test_no_work_in_two_splits_and_transpositions_follow_their_piece(tmp_path):
+    _, meta, composers = run_prepare(tmp_path, asap_like_pieces(), transposes=(0, -1, 2),
+                                     cfg=PrepareConfig(min_pieces=5, val_fraction=0.2, test_fraction=0.2))
+    assert (meta.groupby("work_id")["split"].nunique() == 1).all()
+    assert (meta.groupby("piece_id")["split"].nunique() == 1).all()
+    assert set(meta["split"]) == {"train", "val", "test"}
+    assert len(meta) == 3 * len(asap_like_pieces())
+    assert composers["names"] == ["<unconditional>", "Bach", "Beethoven", "Chopin", "OTHER"]
+    assert set(meta.loc[meta["composer"].isin(["Satie", "Gustav Lange"]), "composer_id"]) == {4}
+    # shard + row point at the right row of the right shard
+    for shard, rows in meta.groupby("shard"):
+        table = pd.read_parquet(tmp_path / "data" / "tokens" / shard, columns=["piece_id", "transpose"])
+        assert table.iloc[rows["row"]]["piece_id"].tolist() == rows["piece_id"].tolist()
+        assert table.iloc[rows["row"]]["transpose"].tolist() == rows["transpose"].tolist()
+
+
+def test_splits_are_deterministic_under_seed():
+    works = [f"W/{i}" for i in range(40)]
+    assert split_works(works, 0.1, 0.1, seed=7) == split_works(list(reversed(works)), 0.1, 0.1, seed=7)
+    assignments = {tuple(sorted(split_works(works, 0.1, 0.1, seed=s).items())) for s in range(5)}
+    assert len(assignments) > 1  # the seed matters
+    counts = pd.Series(split_works(works, 0.1, 0.1, seed=7)).value_counts()
+    assert (counts["val"], counts["test"], counts["train"]) == (4, 4, 32)
+
+
+@pytest.mark.parametrize("n_works", [1, 2, 3, 5])
+def test_tiny_corpora_still_get_val_and_test(n_works):
+    splits = pd.Series(split_works([f"w{i}" for i in range(n_works)], 0.1, 0.1, seed=0)).value_counts()
+    assert splits.get("train", 0) >= 1
+    if n_works >= 3:
+        assert splits.get("val", 0) >= 1 and splits.get("test", 0) >= 1
+    if n_works == 2:
+        assert splits.get("val", 0) == 1
+
+
+def test_all_rare_composers_is_a_clear_error(tmp_path):
+    pieces = [(f"C{i}/p", f"Composer {i}", f"C{i}/p") for i in range(4)]
+    with pytest.raises(MozartError, match=r"no composer has prepare.min_pieces = 5 pieces.*lower prepare.min_pieces"):
+        run_prepare(tmp_path, pieces)
+    assert not (tmp_path / "prepared").exists()  # nothing half-written
+
+
+def test_rare_composers_share_other_beside_major_ones(tmp_path):
+    pieces = [(f"Bach/p{i}", "Bach", f"Bach/p{i}") for i in range(5)]
+    pieces += [(f"C{i}/p", f"Composer {i}", f"C{i}/p") for i in range(3)]
+    _, meta, composers = run_prepare(tmp_path, pieces)
+    assert composers["names"] == ["<unconditional>", "Bach", "OTHER"]
+    assert set(meta.loc[meta["composer"] != "Bach", "composer_id"]) == {2}
+
+
+def test_data_json_accounting_adds_up(tmp_path):
+    pieces = asap_like_pieces(n_works=6, performances=2)
+    extra = [{"source_path": "src/dup.mid", "piece_id": "", "work_id": "Bach/work0", "composer": "Bach",
+              "title": "dup", "content_hash": "0" * 64, "status": "duplicate", "reason": "duplicate of x",
+              "out_path": ""},
+             {"source_path": "src/bad.mid", "piece_id": "", "work_id": "Bach/bad", "composer": "Bach",
+              "title": "bad", "content_hash": "", "status": "rejected", "reason": "not a MIDI file", "out_path": ""}]
+    summary, meta, _ = run_prepare(tmp_path, pieces, cfg=PrepareConfig(min_pieces=3), organize_extra=extra,
+                                   tokenize_rejects=("Satie/gnossienne",))
+    data = json.loads((tmp_path / "metrics" / "data.json").read_text())
+    assert data == summary.data
+    assert data["files_in"] == len(pieces) + 2
+    assert (data["accepted"], data["duplicates"], data["rejected"]) == (len(pieces) - 1, 1, 2)
+    assert data["accepted"] + data["duplicates"] + data["rejected"] == data["files_in"]
+    assert {(r["source_path"], r["stage"]) for r in data["rejected_list"]} == {
+        ("src/bad.mid", "organize"), ("src/Satie/gnossienne.mid", "tokenize")}
+    assert "Satie/gnossienne" not in set(meta["piece_id"])
+    for split in ("train", "val", "test"):
+        assert data[f"tokens_{split}"] == meta.loc[meta["split"] == split, "n_tokens"].sum()
+
+
+def test_empty_corpus_and_bad_fractions_are_clear_errors(tmp_path):
+    pieces = [("A/p", "A", "A/p")]
+    with pytest.raises(MozartError, match="no accepted pieces"):
+        run_prepare(tmp_path / "one", pieces, tokenize_rejects=("A/p",))
+    with pytest.raises(ConfigError, match="val_fraction"):
+        run_prepare(tmp_path / "two", pieces, cfg=PrepareConfig(val_fraction=0.6, test_fraction=0.5))
+    with pytest.raises(MozartError, match="run the organize stage"):
+        prepare(tmp_path / "nowhere", tmp_path / "nothing", tmp_path / "p", tmp_path / "m.json", PrepareConfig(), 0)

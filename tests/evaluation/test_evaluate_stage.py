@@ -1,0 +1,111 @@
+"""The evaluate stage on a tiny workspace: a random model, two toy composers, fake samples."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from metrics_helpers import build_stage_workspace, load_json, read_tsv
+from mozart.config import EvaluateConfig
+from mozart.errors import DataError
+from mozart.evaluation.stage import run_stage
+
+REQUIRED = ["generated.h1", "generated.h4", "generated.gs", "real.h1", "real.h4", "real.gs", "gap.h1", "gap.h4",
+            "gap.gs", "test_bits_per_token", "style_accuracy_cfg", "style_accuracy_nocfg", "decodable_fraction",
+            "real_test_style_accuracy", "style_chance"]
+
+
+def _get(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d[part]
+    return d
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    info = build_stage_workspace(root)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MOZART_TRACKING", "0")
+    try:
+        result = run_stage(EvaluateConfig(max_real_pieces=5, nll_batches=3, device="cpu"), 1337, root, {})
+    finally:
+        mp.undo()
+    return root, info, result
+
+
+def test_eval_json_holds_every_key(workspace):
+    root, _, result = workspace
+    written = load_json(root / "metrics" / "eval.json")
+    for key in REQUIRED:
+        value = _get(written, key)
+        assert isinstance(value, (int, float)) and math.isfinite(value), key
+    for key in ("h1", "h4", "gs"):
+        assert written["gap"][key] == pytest.approx(abs(written["generated"][key] - written["real"][key]))
+    assert not list((root / "metrics").glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_values_are_consistent_with_the_workspace(workspace):
+    root, info, result = workspace
+    samples = info["samples"]
+    assert result["decodable_fraction"] == pytest.approx(sum(s["decodable"] for s in samples) / len(samples))
+    assert result["generated"]["n_pieces"] == sum(s["decodable"] for s in samples)
+    assert result["real"]["n_pieces"] == 2  # one test piece per composer
+    # real pieces are cropped to the median bar count of the generated samples
+    assert result["real"]["n_bars"] <= result["crop_bars"]
+    # a random model is close to uniform over the vocabulary: about log2(vocab) bits per token
+    vocab = json.loads((root / "models" / "final" / "config.json").read_text())["vocab_size"]
+    assert 0.5 * math.log2(vocab) < result["test_bits_per_token"] < 2 * math.log2(vocab)
+    assert result["style_chance"] == pytest.approx(0.5) and result["style_classes"] == 2
+    # 2 composers x 1 CFG sample + 1 unreadable CFG sample (a miss); 2 no-CFG samples; unconditional excluded
+    assert result["n_style_cfg"] == 3 and result["n_style_nocfg"] == 2
+    assert result["style_accuracy_cfg"] <= 2 / 3
+    # the toy composers are trivially separable: the real held-out pieces are all named correctly
+    assert result["real_test_style_accuracy"] == 1.0
+
+
+def test_composer_table(workspace):
+    root, info, _ = workspace
+    rows = read_tsv(root / "metrics" / "eval_composers.tsv")
+    assert [r["composer"] for r in rows] == ["Alpha", "Beta"]
+    for col in ("composer", "style_accuracy", "test_bits_per_token", "n_generated", "h1", "h4", "gs"):
+        assert all(col in r for r in rows)
+    n_expected = {name: sum(s["composer"] == name for s in info["samples"]) for name in ("Alpha", "Beta")}
+    assert {r["composer"]: int(r["n_generated"]) for r in rows} == n_expected
+    assert all(float(r["test_bits_per_token"]) > 0 for r in rows)
+
+
+def test_missing_samples_manifest_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOZART_TRACKING", "0")
+    with pytest.raises(DataError, match="manifest.json is missing"):
+        run_stage(EvaluateConfig(), 0, tmp_path, {})
+
+
+def test_stage_script_runs_from_a_repository_copy(workspace, repo_root):
+    """`python stages/evaluate.py` as DVC runs it: params.yaml + stages/ beside the workspace's data."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root, _, _ = workspace
+    shutil.copytree(repo_root / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True)
+    shutil.copyfile(repo_root / "params.yaml", root / "params.yaml")
+    (root / "metrics" / "eval.json").unlink()
+    env = {**os.environ, "MOZART_TRACKING": "0", "PYTHONPATH": str(repo_root)}
+    proc = subprocess.run([sys.executable, "stages/evaluate.py"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "bits/token" in proc.stdout
+    written = load_json(root / "metrics" / "eval.json")
+    assert all(isinstance(_get(written, k), (int, float)) for k in REQUIRED)
+
+
+@pytest.mark.parametrize("bad", [{"grid": 0}, {"nll_batches": 0}, {"max_real_pieces": -1}])
+def test_bad_evaluate_params_are_config_errors(tmp_path, bad):
+    from mozart.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="params.yaml: evaluate"):
+        run_stage(EvaluateConfig(**bad), 0, tmp_path, {})
