@@ -1,4 +1,4 @@
-"""Generation speed: our sampler vs the seed's naive loop and Hugging Face `generate` (/work/shared/baselines).
+"""Generation speed: our sampler vs the seed's naive loop and Hugging Face `generate` (../shared/baselines).
 
 Seed architecture (8 layers, d512, 8 heads, context 8192, vocab of the pipeline's REMI tokenizer), random weights,
 a 128-token prompt. Ours runs with everything on (grammar mask, repetition penalty, top-p), batch 1 and 8, with and
@@ -32,7 +32,9 @@ import subprocess
 import time
 
 REPO = Path(__file__).resolve().parent.parent
-BASELINE = Path("/work/shared/baselines/gen_baseline.py")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BASELINES = REPO_ROOT.parent / "shared" / "baselines"  # ../shared beside the checkout; --baselines to point elsewhere
+BASELINE = BASELINES / "gen_baseline.py"
 OUT = REPO / "benchmarks" / "out" / "generate.md"
 PROMPT_TOKENS = 128
 
@@ -46,7 +48,7 @@ def run_one(precision: str, batch: int, cfg_scale: float, new_tokens: int, repea
     from mozart.generation.grammar import RemiGrammar
     from mozart.model.gpt import GPTConfig, MozartGPT
     from mozart.model.quantize import for_inference
-    from mozart.generation.decoder import SamplingSettings, generate
+    from mozart.generation.decoder import SamplingSettings, decode
     from mozart.data.tokenize import build_tokenizer
 
     torch.set_num_threads(threads)
@@ -59,11 +61,11 @@ def run_one(precision: str, batch: int, cfg_scale: float, new_tokens: int, repea
     prompt = torch.randint(3, config.vocab_size, (1, PROMPT_TOKENS)).expand(batch, -1)
     settings = SamplingSettings(temperature=0.9, top_k=40, top_p=0.95, repetition_penalty=1.1, cfg_scale=cfg_scale)
     composer_id = torch.ones(batch, dtype=torch.long)
-    generate(model, prompt, composer_id, settings, max_new_tokens=8, grammar=grammar)  # warm-up
+    decode(model, prompt, composer_id, settings, max_new_tokens=8, grammar=grammar)  # warm-up
     seconds, gen = math.inf, None
     for _ in range(repeats):  # the fastest run: interference from other work on a shared machine only slows runs
         t0 = time.perf_counter()
-        run = generate(model, prompt, composer_id, settings, max_new_tokens=new_tokens, grammar=grammar,
+        run = decode(model, prompt, composer_id, settings, max_new_tokens=new_tokens, grammar=grammar,
                        generator=torch.Generator().manual_seed(0))  # no EOS/bar target: exactly new_tokens per row
         if time.perf_counter() - t0 < seconds:
             seconds, gen = time.perf_counter() - t0, run
@@ -163,7 +165,11 @@ def main() -> None:
     p.add_argument("--precisions", default="fp32,bf16,int8,int4")
     p.add_argument("--repeats", type=int, default=3, help="runs per batch-1 configuration; the fastest counts")
     p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--baselines", type=Path, default=BASELINES,
+                        help="folder with the peer scripts (default: ../shared/baselines beside the repository)")
     args = p.parse_args()
+    global BASELINE
+    BASELINE = args.baselines / "gen_baseline.py"
     if args.one:
         print(json.dumps(run_one(*json.loads(args.one), threads=int(args.threads))))
         return

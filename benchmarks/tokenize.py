@@ -1,6 +1,6 @@
-"""Benchmark: our tokenize stage vs the seed's serial loop (/work/shared/baselines/seed_tokenize.py), same files.
+"""Benchmark: our tokenize stage vs the seed's serial loop (../shared/baselines/seed_tokenize.py), same files.
 
-    python benchmarks/tokenize.py [--corpora /work/shared/corpora] [--baselines /work/shared/baselines]
+    python benchmarks/tokenize.py [--corpora ../shared/corpora] [--baselines ../shared/baselines]
 
 Tokenizes every .mid of both shared corpora (asap + piano-midi-de, 1,639 files) with `mozart.data.tokenize.tokenize_files`
 (isolated workers, `n_jobs=-1`, shards written) and with the seed script, each in its own child process, sampling the

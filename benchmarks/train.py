@@ -5,7 +5,7 @@
 
 Rows: our model (seed width: 8 layers, d512, 8 heads, FFN 2048, vocab 220) at seq 1024, batch 2, with fp32 and bf16
 autocast; HF GPT2LMHeadModel with SDPA attention at the same width (the issue's alternative backbone); and, in the
-same run, /work/shared/baselines/train_baseline.py (HF GPT-2, eager attention, vocab 419). A training step is
+same run, ../shared/baselines/train_baseline.py (HF GPT-2, eager attention, vocab 419). A training step is
 forward + backward + AdamW, timed as the mean of 3 steps after one warm-up step, as the baseline does.
 MFU = tokens/s * (6 N + 12 L T d) / measured peak bf16 matmul FLOP/s. Peak memory (ru_maxrss of a fresh process
 running one training step) at seq 8192, batch 1, with gradient checkpointing on and off.
@@ -33,7 +33,9 @@ from mozart.model.gpt import GPTConfig, MozartGPT  # noqa: E402
 from mozart.training.trainer import make_optimizer  # noqa: E402
 from mozart.config import TrainConfig  # noqa: E402
 
-BASELINE = Path("/work/shared/baselines/train_baseline.py")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BASELINES = REPO_ROOT.parent / "shared" / "baselines"  # ../shared beside the checkout; --baselines to point elsewhere
+BASELINE = BASELINES / "train_baseline.py"
 OUT = REPO / "benchmarks/out/train.md"
 SEED_WIDTH = dict(n_layer=8, d_model=512, n_head=8, d_ff=2048, context=8192, dropout=0.1, vocab_size=220,
                   n_composers=8)
@@ -148,7 +150,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best of each is reported")
     parser.add_argument("--child", choices=("ours", "hf"), help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", nargs=2, type=int, metavar=("SEQ", "CKPT"), help=argparse.SUPPRESS)
+    parser.add_argument("--baselines", type=Path, default=BASELINES,
+                        help="folder with the peer scripts (default: ../shared/baselines beside the repository)")
     args = parser.parse_args()
+    global BASELINE
+    BASELINE = args.baselines / "train_baseline.py"
     if args.memory_child:
         memory_child(args.memory_child[0], bool(args.memory_child[1]))
         return

@@ -1,17 +1,21 @@
-"""Shared plumbing for the thin stage scripts: read params.yaml, validate it, build typed configs, report errors.
+"""Shared plumbing for the thin stage scripts: read params.yaml once, validate it as a whole, build typed configs,
+log a stage's metrics and artifacts to MLflow, and turn a MozartError into one line on stderr (exit code 2).
 
-Stage scripts are the only place YAML is read; the library receives dataclasses.
+Every stage script has the same shape (the stage contract): build the config and `<Stage>Paths.under(REPO_ROOT)`
+(mozart/paths.py, mirroring dvc.yaml), call the library's `run(cfg, seed, paths) -> metrics`, log them here, print one
+summary line. Stage scripts are the only place YAML is read, and the only place that talks to MLflow.
 """
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import yaml
 
-from mozart.config import build, validate_params
+from mozart.config import validate_params
 from mozart.errors import MozartError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,15 +31,41 @@ def load_params(path: Path = PARAMS_PATH) -> dict[str, Any]:
     except FileNotFoundError:
         raise MozartError(f"{path} not found: run the stage from the repository root") from None
     except yaml.YAMLError as exc:
-        raise MozartError(f"{path} is not valid YAML: {exc}") from None
+        raise MozartError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
     validate_params(params)
     return params
 
 
 def configs(*sections: str) -> tuple[int, list[Any]]:
-    """Return (seed, [config for each section]) from params.yaml, validated as a whole first."""
+    """Return (seed, [config for each section]) from params.yaml, validated as a whole first (cross-section checks
+    included), so a bad value fails before any heavy import or data read."""
     params = load_params()
-    return int(params.get("seed", 0)), [build(s, params.get(s)) for s in sections]
+    built = validate_params(params)
+    return int(params.get("seed", 0)), [built[s] for s in sections]
+
+
+def numeric(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The finite numbers of a (nested) metrics dict, flattened to `<prefix>key.sub` names for MLflow."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update(numeric(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def log_stage(stage: str, metrics: dict[str, Any], prefix: str, files: Iterable[tuple[Path, str | None]] = (),
+              folders: Iterable[tuple[Path, str]] = ()) -> None:
+    """Log one stage's metrics (named `<prefix>key`), files and folders into the pipeline's MLflow run."""
+    from mozart.infra import tracking
+
+    with tracking.stage_run(stage, load_params(), REPO_ROOT) as mlrun:
+        mlrun.log_metrics(numeric(metrics, prefix))
+        for path, artifact_path in files:
+            mlrun.log_artifact(path, artifact_path)
+        for path, artifact_path in folders:
+            mlrun.log_artifacts(path, artifact_path=artifact_path)
 
 
 def run(main: Callable[[], None]) -> None:

@@ -1,14 +1,17 @@
 """evaluate stage: metrics of generated vs real music, test bits per token, style adherence -> metrics/eval.json."""
 from __future__ import annotations
 
-from _common import REPO_ROOT, configs, load_params, run
+from _common import REPO_ROOT, configs, log_stage, run
 
 
 def main() -> None:
     seed, (cfg,) = configs("evaluate")
-    from mozart.evaluation.stage import run_stage
+    from mozart.evaluation.stage import run as evaluate
+    from mozart.paths import EvaluatePaths
 
-    result = run_stage(cfg, seed, REPO_ROOT, load_params())
+    paths = EvaluatePaths.under(REPO_ROOT)
+    result = evaluate(cfg, seed, paths)
+    log_stage("evaluate", result, "", files=[(paths.metrics_json, None), (paths.composers_tsv, None)])
     gen, real = result["generated"], result["real"]
     print(f"evaluate: generated H1 {gen['h1']:.3f} H4 {gen['h4']:.3f} GS {gen['gs']:.3f} | real H1 {real['h1']:.3f} "
           f"H4 {real['h4']:.3f} GS {real['gs']:.3f} | test {result['test_bits_per_token']:.3f} bits/token | style "

@@ -1,25 +1,23 @@
-"""Stage organize: organize.source (music21 corpus or a MIDI folder) -> data/organized (<Composer>/*.mid, manifest)."""
+"""Stage organize: organize.source (a MIDI folder; default data/music21) -> data/organized (<Composer>/*.mid,
+manifest.parquet)."""
 from __future__ import annotations
 
-import dataclasses
 import time
 
-from _common import REPO_ROOT, configs, load_params, run
+from _common import REPO_ROOT, configs, log_stage, run
 
 
 def main() -> None:
-    from mozart.infra import tracking
-    from mozart.config import resolve_source
-    from mozart.data.organize import organize
-
     _seed, (cfg,) = configs("organize")
-    out_dir = REPO_ROOT / "data" / "organized"
+    from mozart.data.organize import OrganizeSummary, run as organize
+    from mozart.paths import OrganizePaths
+
+    paths = OrganizePaths.under(REPO_ROOT)
     started = time.monotonic()
-    summary = organize(cfg, resolve_source(cfg.source, REPO_ROOT), out_dir)
-    with tracking.stage_run("organize", load_params(), REPO_ROOT) as mlrun:
-        mlrun.log_metrics({f"organize.{k}": v for k, v in dataclasses.asdict(summary).items()})
-        mlrun.log_artifact(out_dir / "manifest.parquet", "organized")
-    print(f"{summary.line(out_dir.relative_to(REPO_ROOT))} in {time.monotonic() - started:.0f} s")
+    metrics = organize(cfg, None, paths)  # deterministic: draws no random numbers
+    log_stage("organize", metrics, "organize.", files=[(paths.organized_dir / "manifest.parquet", "organized")])
+    summary = OrganizeSummary(**metrics).line(paths.organized_dir.relative_to(REPO_ROOT))
+    print(f"{summary} in {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -2,23 +2,19 @@
 Python would import from this folder): data/organized -> data/tokens (tokenizer.json, shard-*.parquet, manifest.parquet)."""
 from __future__ import annotations
 
-import dataclasses
-
-from _common import REPO_ROOT, configs, load_params, run
-
-from mozart.infra import tracking
-from mozart.data.tokenize import tokenize_corpus
+from _common import REPO_ROOT, configs, log_stage, run
 
 
 def main() -> None:
     _seed, (cfg,) = configs("tokenize")
-    tokens_dir = REPO_ROOT / "data" / "tokens"
-    summary = tokenize_corpus(REPO_ROOT / "data" / "organized", tokens_dir, cfg)
-    with tracking.stage_run("tokenize", load_params(), REPO_ROOT) as mlrun:
-        mlrun.log_metrics({f"tokenize.{k}": v for k, v in dataclasses.asdict(summary).items()})
-        mlrun.log_artifact(tokens_dir / "tokenizer.json", "tokens")
-        mlrun.log_artifact(tokens_dir / "manifest.parquet", "tokens")
-    print(summary.line())
+    from mozart.data.tokenize import TokenizeSummary, run as tokenize
+    from mozart.paths import TokenizePaths
+
+    paths = TokenizePaths.under(REPO_ROOT)
+    metrics = tokenize(cfg, None, paths)  # deterministic: draws no random numbers
+    log_stage("tokenize", metrics, "tokenize.", files=[(paths.tokens_dir / "tokenizer.json", "tokens"),
+                                                       (paths.tokens_dir / "manifest.parquet", "tokens")])
+    print(TokenizeSummary(**metrics).line())
 
 
 if __name__ == "__main__":

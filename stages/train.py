@@ -9,19 +9,24 @@ from _common import REPO_ROOT, configs, load_params, run
 
 
 def main() -> None:
-    from mozart.training import distributed
-    from mozart.infra import tracking
-    from mozart.training.trainer import Trainer, TrainPaths
-
     seed, (model_cfg, train_cfg) = configs("model", "train")
-    trainer = Trainer(model_cfg, train_cfg, seed, TrainPaths.under(REPO_ROOT))
+    from mozart.config import TrainStageConfig
+    from mozart.infra import tracking
+    from mozart.paths import TrainPaths
+    from mozart.training import distributed
+    from mozart.training.trainer import run as train
+
+    cfg, paths = TrainStageConfig(model_cfg, train_cfg), TrainPaths.under(REPO_ROOT)
     try:
-        if trainer.dist.is_main:
-            with tracking.stage_run("train", load_params(), REPO_ROOT) as mlflow_run:
-                trainer.run = mlflow_run
-                trainer.fit()
-        else:
-            trainer.fit()
+        if not distributed.is_main_process():
+            train(cfg, seed, paths)
+            return
+        with tracking.stage_run("train", load_params(), REPO_ROOT) as mlrun:
+            metrics = train(cfg, seed, paths, tracker=mlrun)  # the per-step curve goes to MLflow as it trains
+            if metrics is not None:  # None: stopped early (train.max_minutes) before publishing a model
+                mlrun.log_metrics({f"final_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+                mlrun.log_artifacts(paths.final_dir, "model")
+                mlrun.log_artifact(paths.curve_tsv)
     finally:
         distributed.cleanup()
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-COPIED = ["stages", "mozart", "params.yaml", "dvc.yaml", "music21"]
+COPIED = ["stages", "mozart", "params.yaml", "dvc.yaml"]
 # Small, fast settings for the data stages; tests override per case.
 FAST = {"organize.n_jobs": 1, "organize.timeout_s": 30, "tokenize.n_jobs": 1, "tokenize.timeout_s": 30,
         "tokenize.rows_per_shard": 64}

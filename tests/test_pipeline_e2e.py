@@ -106,11 +106,18 @@ def project(tmp_path_factory) -> Project:
     set_params(root, {"sample.temperature": 1.6})
     p.outputs["sample_change"] = p.dvc("repro")
     p.outputs["sample_diff"] = p.dvc("metrics", "diff", "--json")
+    # 5. a CSS rule of the listening page, and nothing else
+    page = root / "mozart" / "report" / "page.py"
+    original = page.read_text()
+    page.write_text(original.replace("_CSS = \"\"\"", "_CSS = \"\"\"\nh1 { letter-spacing: 0.01em; }", 1))
+    assert page.read_text() != original
+    p.outputs["css_status"] = p.dvc("status", "--json")
+    page.write_text(original)
     return p
 
 
 def test_data_stages_run_then_nothing_to_reproduce(project):
-    assert ran(project.outputs["data"]) == {"organize", "tokenize", "prepare"}
+    assert ran(project.outputs["data"]) == {"music21", "organize", "tokenize", "prepare"}
     assert ran(project.outputs["data_again"]) == set()
     data = json.loads((project.root / "metrics" / "data.json").read_text())
     assert data["files_in"] == 15 and data["accepted"] + data["duplicates"] + data["rejected"] == data["files_in"]
@@ -122,7 +129,7 @@ def test_tokenize_param_change_reruns_tokenize_and_prepare_only(project):
 
 
 def test_full_dag_runs_every_stage_then_nothing(project):
-    assert ran(project.outputs["full"]) == set(STAGES) - {"organize", "tokenize", "prepare"}
+    assert ran(project.outputs["full"]) == set(STAGES) - {"music21", "organize", "tokenize", "prepare"}
     assert ran(project.outputs["full_again"]) == set()
     root = project.root
     for name in ("config.json", "model.safetensors", "tokenizer.json", "composers.json"):
@@ -170,3 +177,9 @@ def test_one_mlflow_run_holds_every_stage(project):
     assert {"model", "samples", "reports"} <= top, top
     model_files = {Path(a.path).name for a in client.list_artifacts(lowered.info.run_id, "model")}
     assert {"config.json", "model.safetensors", "tokenizer.json", "composers.json"} <= model_files
+
+
+def test_editing_a_css_rule_of_the_listening_page_changes_only_render(project):
+    out = project.outputs["css_status"]
+    status = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    assert set(status) == {"render"}, status

@@ -68,7 +68,7 @@ def make_corpus(root: Path, n_pieces: int = 12, seed: int = 0) -> Path:
 def tiny_configs(**train_overrides) -> tuple[ModelConfig, TrainConfig]:
     model = ModelConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, context=64, dropout=0.1)
     train = dict(seq_len=32, batch_size=4, grad_accum=2, max_steps=8, lr=3e-3, warmup_frac=0.25, eval_every=4,
-                 eval_batches=2, ckpt_every=2, grad_checkpointing=False, device="cpu", amp=False, num_workers=0)
+                 eval_batches=2, ckpt_every=2, grad_checkpointing=False, device="cpu", amp=False)
     train.update(train_overrides)
     return model, TrainConfig(**train)
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import sys
 from pathlib import Path
 from typing import Any
 
+from mozart.config import SampleConfig
 from mozart.errors import ConfigError, MozartError
 from mozart.generation.engine import (DEFAULT_BARS, DEFAULT_BPM, DEFAULT_MODEL_DIR, DEFAULTS, bars_for_seconds,
                                       decode_piece, known_composers, load_model_dir, load_prompt, read_composers,
@@ -37,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", metavar="MIDI", help="continue this MIDI file (its first --prompt-bars bars are kept)")
     p.add_argument("--prompt-bars", type=int, default=DEFAULTS.prompt_bars,
                    help=f"bars of the prompt to keep (default {DEFAULTS.prompt_bars})")
-    p.add_argument("--cfg", type=float, metavar="SCALE",
+    p.add_argument("--cfg-scale", "--cfg", type=float, metavar="SCALE", dest="cfg_scale",
                    help=f"classifier-free guidance scale, 1 = off (default {DEFAULTS.cfg_scale:g} with a composer)")
     p.add_argument("--temperature", type=float, default=DEFAULTS.temperature,
                    help=f"sampling temperature, 0 = greedy (default {DEFAULTS.temperature:g})")
@@ -61,14 +63,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "within 0.1 %%: BENCHMARKS.md)")
 
 
+# flags that set a SampleConfig field of the same name (their defaults are that field's default: params.yaml's)
+SAMPLE_FLAGS = ("temperature", "top_k", "top_p", "repetition_penalty", "batch_size", "max_tokens")
+
+
+def sample_config(args: argparse.Namespace, cfg_scale: float) -> SampleConfig:
+    """The command's sampling options as a SampleConfig, range-checked by mozart.config like params.yaml's."""
+    values = {key: getattr(args, key) for key in SAMPLE_FLAGS}
+    try:
+        return dataclasses.replace(DEFAULTS, cfg_scale=cfg_scale, **values)
+    except ConfigError as exc:  # name the flag the user typed, not the params.yaml key
+        message = str(exc)
+        for key in (*SAMPLE_FLAGS, "cfg_scale"):
+            message = message.replace(f"sample.{key} ", f"--{key.replace('_', '-')} ")
+        raise ConfigError(message) from None
+
+
 def _validate(args: argparse.Namespace) -> None:
     checks = [(args.bars is None or args.bars > 0, f"--bars must be > 0, got {args.bars}"),
               (args.seconds is None or args.seconds > 0, f"--seconds must be > 0, got {args.seconds}"),
               (args.bpm is None or 0 < args.bpm <= 400, f"--bpm must be in (0, 400], got {args.bpm}"),
               (args.prompt_bars > 0, f"--prompt-bars must be > 0, got {args.prompt_bars}"),
               (args.num_samples > 0, f"--num-samples must be > 0, got {args.num_samples}"),
-              (args.batch_size > 0, f"--batch-size must be > 0, got {args.batch_size}"),
-              (args.max_tokens > 0, f"--max-tokens must be > 0, got {args.max_tokens}"),
               (Path(args.out).suffix.lower() in (".mid", ".midi"), f"--out must end in .mid, got {args.out}")]
     for ok, message in checks:
         if not ok:
@@ -105,10 +121,10 @@ def main(args: argparse.Namespace) -> int:
     if args.request:
         _apply_request(args, composers)
     composer_id, composer_name = resolve_composer(args.composer, composers)
-    cfg_scale = args.cfg if args.cfg is not None else (DEFAULTS.cfg_scale if composer_id else 1.0)
-    settings = SamplingSettings(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                repetition_penalty=args.repetition_penalty,
-                                repetition_window=DEFAULTS.repetition_window, cfg_scale=cfg_scale)
+    # guidance needs a composer to guide towards: unconditional music samples with cfg_scale 1 unless asked
+    cfg = sample_config(args, args.cfg_scale if args.cfg_scale is not None else
+                        (DEFAULTS.cfg_scale if composer_id else 1.0))
+    settings = SamplingSettings.from_config(cfg)
     lm = load_model_dir(args.model, args.device, use_grammar=not args.no_grammar, precision=args.precision)
     prompt = load_prompt(args.prompt, lm, args.prompt_bars) if args.prompt else None
     bpm = args.bpm or (prompt.bpm if prompt else None) or DEFAULT_BPM
@@ -117,14 +133,14 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--bars ({n_bars}) must be more than --prompt-bars ({prompt.n_bars}): "
                           "the length counts the prompt's bars too")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    print(f"{composer_name} (composer id {composer_id}), {n_bars} bars at {bpm:g} bpm, cfg {cfg_scale:g}, "
+    print(f"{composer_name} (composer id {composer_id}), {n_bars} bars at {bpm:g} bpm, cfg {cfg.cfg_scale:g}, "
           f"seed {seed}, device {lm.device} ({lm.precision})" + (", grammar off" if lm.grammar is None else ""))
     keep_tempo_tokens = args.bpm is None and bool(lm.tokenizer.config.use_tempos) and prompt is None
     paths = output_paths(args.out, args.num_samples)
-    for start in range(0, args.num_samples, args.batch_size):
-        n = min(args.batch_size, args.num_samples - start)
+    for start in range(0, args.num_samples, cfg.batch_size):
+        n = min(cfg.batch_size, args.num_samples - start)
         gen = sample_tokens(lm, [composer_id] * n, settings, n_bars=n_bars, prompt_ids=prompt.ids if prompt else None,
-                            seed=seed + start, max_new_tokens=args.max_tokens, progress=True)
+                            seed=seed + start, max_new_tokens=cfg.max_tokens, progress=True)
         for row, path in enumerate(paths[start:start + n]):
             score, decodable = decode_piece(lm.tokenizer, gen.tokens[row], None if keep_tempo_tokens else bpm)
             write_midi(score, path)
@@ -133,7 +149,7 @@ def main(args: argparse.Namespace) -> int:
             if not decodable:
                 line += " (some tokens did not decode)"
             if gen.stop_reason[row] == "max_tokens":
-                line += f" (stopped at --max-tokens {args.max_tokens})"
+                line += f" (stopped at --max-tokens {cfg.max_tokens})"
             print(line)
             if args.wav:
                 from mozart.report.render import render_wav

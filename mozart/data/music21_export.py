@@ -1,6 +1,9 @@
 """The embedded default corpus: scores that ship inside the `music21` package, exported to MIDI by composer.
 
-`organize.source: music21` works on a fresh machine with no user data. The selection is static and deterministic
+The `music21` stage writes the export to `data/music21/` (MIDI files plus `works.json`, which says composer, title
+and corpus path of each), and the default `organize.source: data/music21` reads it, so a fresh machine with no user
+data has a corpus and DVC tracks it as any other stage output. When `organize.source` names another folder, the
+stage writes only `works.json` with no works (the export is skipped). The selection is static and deterministic
 (no timing decides what gets in): for every composer collection in `COLLECTIONS`, take the playable score files
 (MusicXML, Humdrum, ABC; not the roman-numeral analyses), one format per piece, leave out the few scores that take
 music21 tens of seconds to parse (`MAX_SCORE_BYTES`), spread `max_works_per_composer` picks evenly over the sorted
@@ -184,3 +187,36 @@ def export_corpus(out_dir: Path, min_works: int, max_works: int, timeout_s: floa
 
 def _export_job(job: tuple[Path, Path]) -> int:
     return export_work(*job)
+
+
+# ------------------------------------------------------------------------------------------ the music21 stage's output
+
+WORKS_FILE = "works.json"  # marks a folder as a music21 export; organize reads it instead of guessing a layout
+EXPORT_DIR = "data/music21"  # the default organize.source, written by the music21 stage
+
+
+def run(cfg, seed: int | None, paths) -> dict:
+    """The music21 stage (stage contract: mozart/paths.py): export the selection to `paths.export_dir`, or, when
+    organize.source names another folder, write an empty export. `cfg` is the OrganizeConfig; no randomness."""
+    from mozart.config import resolve_source
+    from mozart.infra.atomic import atomic_dir, write_json
+
+    wanted = resolve_source(cfg.source, paths.repo_dir) == (Path(paths.repo_dir) / EXPORT_DIR).resolve()
+    with atomic_dir(paths.export_dir) as tmp:
+        results = export_corpus(tmp, cfg.min_works_per_composer, cfg.max_works_per_composer, cfg.timeout_s,
+                                cfg.n_jobs) if wanted else []
+        works = [{"corpus_path": w.corpus_path, "file": midi.name, "composer": w.composer, "title": w.title,
+                  "reason": reason} for w, midi, reason in results]
+        write_json(tmp / WORKS_FILE, {"used": wanted, "works": works})
+    return {"works": len(works), "converted": sum(not w["reason"] for w in works), "used": int(wanted)}
+
+
+def read_export(folder: Path) -> list[dict]:
+    """The works of an export folder (corpus_path, file, composer, title, reason), in export order."""
+    from mozart.infra.atomic import read_json
+
+    export = read_json(Path(folder) / WORKS_FILE, "run the music21 stage first (`dvc repro music21`)")
+    if not export.get("used", True):
+        raise DataError(f"{folder} is an empty music21 export (organize.source named another folder when it was "
+                        "written): run `dvc repro music21`")
+    return export["works"]

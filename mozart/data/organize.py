@@ -12,6 +12,7 @@ a duplicate merges its work with the kept piece's, so prepare never puts the sam
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mozart.config import OrganizeConfig
-from mozart.errors import ConfigError, DataError
+from mozart.errors import DataError
 from mozart.data.names import fold, normalize_composer, safe_dirname
 
 MANIFEST_COLUMNS = ["source_path", "piece_id", "work_id", "composer", "title", "content_hash", "status", "reason",
@@ -339,30 +340,34 @@ def summarize(rows: list[dict], layout: str) -> OrganizeSummary:
 
 # ---------------------------------------------------------------------------------------------------------- stage
 
-def _music21_files(staging: Path, cfg: OrganizeConfig) -> list[SourceFile]:
-    from mozart.data.music21_export import export_corpus
+def _music21_files(folder: Path) -> list[SourceFile]:
+    """The works of a music21 export folder (written by the music21 stage), as the layouts' SourceFile rows."""
+    from mozart.data.music21_export import read_export
 
-    results = export_corpus(staging, cfg.min_works_per_composer, cfg.max_works_per_composer, cfg.timeout_s,
-                            cfg.n_jobs)
-    return [SourceFile(source_path=f"music21:{work.corpus_path}", path=midi_path, composer=work.composer,
-                       title=work.title, reason=reason) for work, midi_path, reason in results]
+    return [SourceFile(source_path=f"music21:{w['corpus_path']}", path=folder / w["file"], composer=w["composer"],
+                       title=w["title"], reason=w["reason"]) for w in read_export(folder)]
 
 
 def organize(cfg: OrganizeConfig, source: str | Path, out_dir: Path) -> OrganizeSummary:
-    """Run the stage: `source` is "music21" or a resolved folder (`mozart.config.resolve_source`)."""
+    """Run the stage on a resolved source folder (`mozart.config.resolve_source`); a music21 export folder (one with
+    works.json, written by the music21 stage) is read with its own metadata instead of a layout."""
+    from mozart.data.music21_export import WORKS_FILE
     from mozart.infra.atomic import atomic_dir
 
-    out_dir = Path(out_dir)
-    if cfg.n_jobs == 0:
-        raise ConfigError("params.yaml: organize.n_jobs must be a worker count or negative (-1 = all cores), not 0")
-    if source != "music21":  # fail before touching the old output
-        layout, files = collect_files(Path(source), cfg.layout)
+    out_dir, source = Path(out_dir), Path(source)
+    if (source / WORKS_FILE).is_file():
+        layout, files = "music21", _music21_files(source)
+    else:  # fail before touching the old output
+        layout, files = collect_files(source, cfg.layout)
     with atomic_dir(out_dir) as tmp:
-        if source == "music21":
-            staging = tmp / ".music21-export"  # inside the output's temp folder: nothing cached outside data/
-            layout, files = "music21", _music21_files(staging, cfg)
         rows = build_manifest(files, cfg.timeout_s, cfg.n_jobs)
         _write_outputs(rows, files, tmp)
-        if source == "music21":
-            shutil.rmtree(staging)
     return summarize(rows, layout)
+
+
+def run(cfg: OrganizeConfig, seed: int | None, paths) -> dict:
+    """The organize stage (stage contract: mozart/paths.py OrganizePaths): organize.source -> paths.organized_dir.
+    Deterministic (no seed). Returns the OrganizeSummary fields."""
+    from mozart.config import resolve_source
+
+    return dataclasses.asdict(organize(cfg, resolve_source(cfg.source, paths.repo_dir), paths.organized_dir))

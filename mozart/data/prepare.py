@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mozart.config import PrepareConfig
-from mozart.errors import ConfigError, DataError
+from mozart.errors import DataError
 
 UNCONDITIONAL = "<unconditional>"
 OTHER = "OTHER"
@@ -28,18 +28,6 @@ class PrepareSummary:
         return (f"prepare: {d['accepted']} pieces of {d['composers']} composers -> {d['n_composer_ids']} composer ids; "
                 f"works train/val/test {d['works_train']}/{d['works_val']}/{d['works_test']}; "
                 f"tokens {d['tokens_train']:,}/{d['tokens_val']:,}/{d['tokens_test']:,}")
-
-
-def _check_config(cfg: PrepareConfig) -> None:
-    for key in ("val_fraction", "test_fraction"):
-        value = getattr(cfg, key)
-        if not 0.0 <= value < 1.0:
-            raise ConfigError(f"params.yaml: prepare.{key} must be in [0, 1), got {value}")
-    if cfg.val_fraction + cfg.test_fraction >= 1.0:
-        raise ConfigError(f"params.yaml: prepare.val_fraction + prepare.test_fraction must be < 1 (train needs "
-                          f"pieces), got {cfg.val_fraction} + {cfg.test_fraction}")
-    if cfg.min_pieces < 1:
-        raise ConfigError(f"params.yaml: prepare.min_pieces must be >= 1, got {cfg.min_pieces}")
 
 
 def composer_ids(n_pieces: dict[str, int], min_pieces: int) -> dict:
@@ -111,7 +99,6 @@ def prepare(organized_dir: Path, tokens_dir: Path, prepared_dir: Path, metrics_p
     """Write data/prepared/{composers.json, metadata.parquet} and metrics/data.json; returns the summary."""
     from mozart.infra.atomic import atomic_dir, write_json
 
-    _check_config(cfg)
     org, tok, rows = _read_inputs(Path(organized_dir), Path(tokens_dir))
     org_accepted = org[org["status"] == "accepted"]
     if set(tok["piece_id"]) != set(org_accepted["piece_id"]):
@@ -177,3 +164,8 @@ def _data_metrics(org, tok, meta, pieces, splits: dict[str, str], composers: dic
         data[f"pieces_{split}"] = int(original.loc[original["split"] == split, "piece_id"].nunique())
     assert data["accepted"] + data["duplicates"] + data["rejected"] == data["files_in"], "data.json does not add up"
     return data
+
+
+def run(cfg: PrepareConfig, seed: int, paths) -> dict:
+    """The prepare stage (stage contract: mozart/paths.py PreparePaths); returns metrics/data.json's content."""
+    return prepare(paths.organized_dir, paths.tokens_dir, paths.prepared_dir, paths.data_json, cfg, seed).data

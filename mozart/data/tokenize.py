@@ -18,6 +18,7 @@ outcomes arrive in that order, and a shard is written each time `rows_per_shard`
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -328,3 +329,9 @@ def tokenize_corpus(organized_dir: str | Path, tokens_dir: str | Path, cfg: Toke
     if summary.n_tokenized == 0:  # after the swap so the manifest with every reason is there to read
         raise DataError(f"no file could be tokenized; the reasons are in {Path(tokens_dir) / 'manifest.parquet'}")
     return summary
+
+
+def run(cfg: TokenizeConfig, seed: int | None, paths) -> dict:
+    """The tokenize stage (stage contract: mozart/paths.py TokenizePaths): data/organized -> data/tokens.
+    Deterministic (no seed). Returns the TokenizeSummary fields."""
+    return dataclasses.asdict(tokenize_corpus(paths.organized_dir, paths.tokens_dir, cfg))

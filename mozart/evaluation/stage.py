@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mozart.infra.atomic import read_json
-from mozart.errors import ConfigError, DataError
+from mozart.errors import DataError
 from mozart.evaluation.metrics import json_safe
-
-MIDI_SUFFIXES = (".mid", ".midi")
-
 
 MAX_STYLE_TRAIN_PIECES = 400   # bounds the stage's time on a big corpus; a random subset of the train split
 STYLE_SEGMENTS_PER_PIECE = 4   # bar segments per real piece for the style classifier
@@ -156,86 +155,128 @@ def _style(train, test, samples, gen_scores, decoded, names, crop_bars: int, see
     return out, per_composer
 
 
-def run_stage(cfg, seed: int, repo_root: Path, params: dict) -> dict:
-    """The evaluate stage: read samples, prepared data, tokens and the final model; write metrics/eval.json and
-    metrics/eval_composers.tsv; log to MLflow. Returns the eval.json content."""
-    import numpy as np
+@dataclass
+class Inputs:
+    """What the evaluate stage reads, loaded once: samples, composer names, test-split metadata, tokenizer, shards."""
+    samples: list[dict]
+    names: list[str]
+    meta: Any                   # data/prepared/metadata.parquet (pandas)
+    tokenizer: Any
+    reader: ShardReader
+
+
+def load_inputs(paths) -> Inputs:
     import pandas as pd
+
+    from mozart.data.tokenize import load_tokenizer
+
+    manifest_path = paths.samples_dir / "manifest.json"
+    samples = read_json(manifest_path, "run `dvc repro sample` first").get("samples") or []
+    if not samples:
+        raise DataError(f"{manifest_path} lists no samples: check the sample params and rerun `dvc repro sample`")
+    names = read_json(paths.prepared_dir / "composers.json", "run `dvc repro prepare` first")["names"]
+    try:
+        meta = pd.read_parquet(paths.prepared_dir / "metadata.parquet")
+    except FileNotFoundError:
+        raise DataError(f"{paths.prepared_dir / 'metadata.parquet'} is missing: run `dvc repro prepare` first") from None
+    return Inputs(samples, names, meta, load_tokenizer(paths.tokens_dir / "tokenizer.json"), ShardReader(paths.tokens_dir))
+
+
+def generated_metrics(cfg, samples: list[dict], samples_dir: Path) -> tuple[list[dict], list, int]:
+    """Phase 1: metrics of every generated sample (a broken one is an error row, not a crash), their scores, and the
+    crop length for real pieces (the median generated bar count)."""
+    import numpy as np
     import symusic
     from tqdm import tqdm
 
-    from mozart.infra import tracking
-    from mozart.infra.atomic import write_json, write_text
-    from mozart.infra.device import pick_device, seed_everything
     from mozart.evaluation.metrics import piece_metrics
-    from mozart.model.gpt import load_model
-    from mozart.data.tokenize import load_tokenizer
 
-    if cfg.grid < 1 or cfg.max_real_pieces < 0 or cfg.nll_batches < 1:
-        raise ConfigError(f"params.yaml: evaluate.grid ({cfg.grid}) and evaluate.nll_batches ({cfg.nll_batches}) must "
-                          f"be >= 1 and evaluate.max_real_pieces ({cfg.max_real_pieces}) >= 0")
-    seed_everything(seed)
-    repo_root = Path(repo_root)
-    samples_dir, prepared = repo_root / "data" / "samples", repo_root / "data" / "prepared"
-    tokens_dir, model_dir = repo_root / "data" / "tokens", repo_root / "models" / "final"
-    manifest = read_json(samples_dir / "manifest.json", "run `dvc repro sample` first")
-    samples = manifest.get("samples") or []
-    if not samples:
-        raise DataError(f"{samples_dir / 'manifest.json'} lists no samples: check the sample params and rerun "
-                        "`dvc repro sample`")
-    names = read_json(prepared / "composers.json", "run `dvc repro prepare` first")["names"]
-    try:
-        meta = pd.read_parquet(prepared / "metadata.parquet")
-    except FileNotFoundError:
-        raise DataError(f"{prepared / 'metadata.parquet'} is missing: run `dvc repro prepare` first") from None
-    tokenizer = load_tokenizer(tokens_dir / "tokenizer.json")
-    reader = ShardReader(tokens_dir)
-
-    # 1. generated samples
-    gen_rows, gen_scores = [], []
+    rows, scores = [], []
     for s in tqdm(samples, desc="generated", unit="sample", disable=None, leave=False):
         try:
             score = symusic.Score(str(samples_dir / s["path"]))
-            gen_rows.append(piece_metrics(score, cfg.grid, cfg.use_time_signatures))
+            rows.append(piece_metrics(score, cfg.grid, cfg.use_time_signatures))
         except Exception as exc:  # a missing or broken sample counts against decodability, not a crash
             score = None
-            gen_rows.append({"error": str(exc)})
-        gen_scores.append(score)
-    measured = [r["n_bars"] for r in gen_rows if "error" not in r and r["n_bars"] > 0]
-    crop_bars = int(np.median(measured)) if measured else DEFAULT_BARS
+            rows.append({"error": str(exc)})
+        scores.append(score)
+    measured = [r["n_bars"] for r in rows if "error" not in r and r["n_bars"] > 0]
+    return rows, scores, int(np.median(measured)) if measured else DEFAULT_BARS
 
-    # 2. real test pieces (and train pieces for the style classifier), decoded from the token shards
-    originals = meta[meta["transpose"] == 0]
+
+def real_metrics(cfg, seed: int, inputs: Inputs, crop_bars: int) -> tuple[Any, Any, dict, list[dict]]:
+    """Phase 2: real test pieces (and train pieces for the style classifier), decoded from the token shards and
+    cropped to `crop_bars`. Returns (train rows, test rows, decoded scores by row, metrics of the real pieces)."""
+    import pandas as pd
+
+    from mozart.evaluation.metrics import piece_metrics
+
+    originals = inputs.meta[inputs.meta["transpose"] == 0]
     train = _pick(originals[originals["split"] == "train"], MAX_STYLE_TRAIN_PIECES, seed)
     test = _pick(originals[originals["split"] == "test"], MAX_STYLE_TRAIN_PIECES, seed)
     real = _pick(test, cfg.max_real_pieces, seed)
     wanted = pd.concat([train, test])
-    decoded = dict(zip(wanted.index, _decode_rows(wanted, reader, tokenizer, "decode real")))
-    real_rows = [piece_metrics(decoded[i], cfg.grid, cfg.use_time_signatures, max_bars=crop_bars)
-                 for i in real.index if decoded.get(i) is not None]
+    decoded = dict(zip(wanted.index, _decode_rows(wanted, inputs.reader, inputs.tokenizer, "decode real")))
+    rows = [piece_metrics(decoded[i], cfg.grid, cfg.use_time_signatures, max_bars=crop_bars)
+            for i in real.index if decoded.get(i) is not None]
+    return train, test, decoded, rows
 
-    # 3. style adherence
-    style_out, style_by_key = _style(train, test, samples, gen_scores, decoded, names, crop_bars, seed)
 
-    # 4. test-split bits per token, per composer
+def test_bits_by_composer(cfg, seed: int, inputs: Inputs, model_dir: Path) -> dict[int, tuple[float, int]]:
+    """Phase 4: test-split bits per token of the final model, per composer id: {id: (bits/token, tokens)}."""
+    from tqdm import tqdm
+
+    from mozart.infra.device import pick_device
+    from mozart.model.gpt import load_model
+
     device = pick_device(cfg.device)
     model = load_model(model_dir, device)
     model.label_smoothing = 0.0
-    bits_by_composer: dict[int, tuple[float, int]] = {}
+    originals = inputs.meta[inputs.meta["transpose"] == 0]
     test_all = originals[originals["split"] == "test"]
-    for composer_id, rows in tqdm(list(test_all.groupby("composer_id")), desc="test NLL", unit="composer",
-                                  disable=None, leave=False):
-        bits_by_composer[int(composer_id)] = test_bits_per_token(model, rows, reader, device, cfg.nll_batches, seed)
-    total_tokens = sum(n for _, n in bits_by_composer.values())
-    total_bits = sum(b * n for b, n in bits_by_composer.values() if n)
-    del model
+    return {int(cid): test_bits_per_token(model, rows, inputs.reader, device, cfg.nll_batches, seed)
+            for cid, rows in tqdm(list(test_all.groupby("composer_id")), desc="test NLL", unit="composer",
+                                  disable=None, leave=False)}
+
+
+def composer_table(inputs: Inputs, gen_rows: list[dict], style_by_key: dict, bits: dict) -> str:
+    """metrics/eval_composers.tsv: every real composer with test pieces or generated samples."""
+    meta, samples, names = inputs.meta, inputs.samples, inputs.names
+    test_ids = {int(c) for c in meta[(meta["transpose"] == 0) & (meta["split"] == "test")]["composer_id"]}
+    composer_ids = sorted(test_ids | {int(s.get("composer_id", 0)) for s in samples} - {0})
+    lines = ["\t".join(("composer", "style_accuracy", "style_accuracy_nocfg", "test_bits_per_token", "n_generated",
+                        "h1", "h4", "gs"))]
+    for cid in composer_ids:
+        mine = [r for s, r in zip(samples, gen_rows) if int(s.get("composer_id", 0)) == cid]
+        cells = [style_by_key.get((cid, True), math.nan), style_by_key.get((cid, False), math.nan),
+                 bits.get(cid, (math.nan, 0))[0], len(mine), _mean_of(mine, "h1"), _mean_of(mine, "h4"),
+                 _mean_of(mine, "gs")]
+        lines.append("\t".join([names[cid]] + [_tsv(v) for v in cells]))
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg, seed: int, paths) -> dict:
+    """The evaluate stage (stage contract: mozart/paths.py EvaluatePaths): generated samples beside real test music,
+    style adherence, test bits per token; writes metrics/eval.json and metrics/eval_composers.tsv and returns
+    eval.json's content."""
+    from mozart.infra.atomic import write_json, write_text
+    from mozart.infra.device import seed_everything
+
+    seed_everything(seed)
+    inputs = load_inputs(paths)
+    gen_rows, gen_scores, crop_bars = generated_metrics(cfg, inputs.samples, paths.samples_dir)
+    train, test, decoded, real_rows = real_metrics(cfg, seed, inputs, crop_bars)
+    style_out, style_by_key = _style(train, test, inputs.samples, gen_scores, decoded, inputs.names, crop_bars, seed)
+    bits = test_bits_by_composer(cfg, seed, inputs, paths.model_dir)
+    total_tokens = sum(n for _, n in bits.values())
+    total_bits = sum(b * n for b, n in bits.values() if n)
 
     keys = ("h1", "h4", "gs", "note_density", "pitch_range", "mean_polyphony", "empty_bar_fraction", "n_bars")
     generated = {k: _mean_of(gen_rows, k) for k in keys}
     real_means = {k: _mean_of(real_rows, k) for k in keys}
     generated["n_pieces"] = sum("error" not in r for r in gen_rows)
     real_means["n_pieces"] = len(real_rows)
-    decodable = [bool(s.get("decodable", False)) for s in samples]
+    decodable = [bool(s.get("decodable", False)) for s in inputs.samples]
     result = {
         "generated": generated,
         "real": real_means,
@@ -246,26 +287,8 @@ def run_stage(cfg, seed: int, repo_root: Path, params: dict) -> dict:
         "crop_bars": crop_bars,
         **style_out,
     }
-
-    # per-composer table: every real composer with test pieces or generated samples
-    composer_ids = sorted({int(c) for c in test_all["composer_id"]} |
-                          {int(s.get("composer_id", 0)) for s in samples} - {0})
-    lines = ["\t".join(("composer", "style_accuracy", "style_accuracy_nocfg", "test_bits_per_token", "n_generated",
-                        "h1", "h4", "gs"))]
-    for cid in composer_ids:
-        mine = [r for s, r in zip(samples, gen_rows) if int(s.get("composer_id", 0)) == cid]
-        bits = bits_by_composer.get(cid, (math.nan, 0))[0]
-        cells = [style_by_key.get((cid, True), math.nan), style_by_key.get((cid, False), math.nan), bits, len(mine),
-                 _mean_of(mine, "h1"), _mean_of(mine, "h4"), _mean_of(mine, "gs")]
-        lines.append("\t".join([names[cid]] + [_tsv(v) for v in cells]))
-
-    out_dir = repo_root / "metrics"
-    write_json(out_dir / "eval.json", json_safe(result))
-    write_text(out_dir / "eval_composers.tsv", "\n".join(lines) + "\n")
-    with tracking.stage_run("evaluate", params, repo_root) as run:
-        run.log_metrics(_flat_numbers(result))
-        run.log_artifact(out_dir / "eval.json")
-        run.log_artifact(out_dir / "eval_composers.tsv")
+    write_json(paths.metrics_json, json_safe(result))
+    write_text(paths.composers_tsv, composer_table(inputs, gen_rows, style_by_key, bits))
     return result
 
 
@@ -273,13 +296,3 @@ def _tsv(value) -> str:
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.6g}"
     return str(value)
-
-
-def _flat_numbers(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat_numbers(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            out[f"{prefix}{k}"] = v
-    return out

@@ -16,12 +16,13 @@ Length: a row stops at EOS, or when it samples the Bar that would open bar `targ
 the piece ends with its last bar complete), or after `max_new_tokens`. Beyond the model's context the window slides:
 the oldest half is dropped and the rest re-prefilled; the grammar state is per piece, so it carries over.
 
-`generate` (KV cache) and `generate_reference` (full recompute every token, no cache) share the bookkeeping so tests
+`decode` (KV cache) and `decode_reference` (full recompute every token, no cache) share the bookkeeping so tests
 can check the cache token for token. Reduced-precision weights for fast CPU decoding live in mozart.model.quantize
 (`for_inference`).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from mozart.config import SampleConfig
 from mozart.errors import ConfigError
 from mozart.generation.grammar import PITCH, RemiGrammar
 
@@ -79,6 +81,12 @@ class KVCache:
 
 @dataclass(frozen=True)
 class SamplingSettings:
+    """How one decoding step picks a token: the sampling fields of `SampleConfig`, under the same names.
+
+    Build it with `from_config` (the sample stage and `mozart generate` both do, so their defaults are params.yaml's);
+    SampleConfig has already checked the ranges. The defaults here are the neutral decoder (plain sampling from the
+    model's distribution, no guidance), which the decoder's own tests use.
+    """
     temperature: float = 1.0        # 0 = greedy (argmax)
     top_k: int = 0                  # 0 = off
     top_p: float = 1.0              # 1 = off
@@ -86,16 +94,11 @@ class SamplingSettings:
     repetition_window: int = 64     # tokens looked back for the penalty
     cfg_scale: float = 1.0          # 1 = no guidance (the unconditional stream is not computed)
 
-    def __post_init__(self) -> None:
-        checks = [(self.temperature >= 0, "temperature must be >= 0 (0 = greedy)"),
-                  (self.top_k >= 0, "top-k must be >= 0 (0 = off)"),
-                  (0 < self.top_p <= 1, "top-p must be in (0, 1] (1 = off)"),
-                  (self.repetition_penalty > 0, "repetition penalty must be > 0 (1 = off)"),
-                  (self.repetition_window >= 1, "repetition window must be >= 1 token"),
-                  (self.cfg_scale >= 0, "cfg scale must be >= 0 (1 = off)")]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"{message}; got {self}")
+    @classmethod
+    def from_config(cls, cfg: SampleConfig, **overrides: Any) -> "SamplingSettings":
+        """The settings `cfg` names; `overrides` replace single fields (e.g. cfg_scale=1.0 for an unguided batch)."""
+        fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)}
+        return cls(**{**fields, **overrides})
 
     @property
     def guided(self) -> bool:
@@ -288,7 +291,7 @@ def _check(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, max_new_
 
 
 @torch.inference_mode()
-def generate(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings: SamplingSettings, *,
+def decode(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings: SamplingSettings, *,
              max_new_tokens: int, target_bars: int | None = None, grammar: RemiGrammar | None = None,
              eos_id: int | None = None, bar_id: int | None = None, generator: torch.Generator | None = None,
              progress: bool = False) -> Generation:
@@ -329,11 +332,11 @@ def generate(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settin
 
 
 @torch.inference_mode()
-def generate_reference(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings: SamplingSettings, *,
+def decode_reference(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings: SamplingSettings, *,
                        max_new_tokens: int, target_bars: int | None = None, grammar: RemiGrammar | None = None,
                        eos_id: int | None = None, bar_id: int | None = None,
                        generator: torch.Generator | None = None) -> Generation:
-    """The slow reference: recompute the whole window every token, no cache. Same results as `generate`."""
+    """The slow reference: recompute the whole window every token, no cache. Same results as `decode`."""
     _check(model, prompt, composer_id, max_new_tokens)
     t0 = time.perf_counter()
     book = _Bookkeeper(model, prompt, composer_id, settings, max_new_tokens, target_bars, grammar, eos_id, bar_id)

@@ -146,7 +146,7 @@ def sample_tokens(lm: LoadedModel, composer_ids: Sequence[int], settings: Any, *
     """One batch: a row per entry of composer_ids, all continuing the same prompt (default: BOS)."""
     import torch
 
-    from mozart.generation.decoder import generate
+    from mozart.generation.decoder import decode
 
     prompt = list(prompt_ids) if prompt_ids else [lm.model.config.bos_id]
     rows = torch.tensor([prompt] * len(composer_ids), dtype=torch.long, device=lm.device)
@@ -155,7 +155,7 @@ def sample_tokens(lm: LoadedModel, composer_ids: Sequence[int], settings: Any, *
     if lm.device.type == "cpu" and lm.model.num_params() < SMALL_MODEL_PARAMS:
         torch.set_num_threads(1)  # a small model's ops are too short to split: thread sync would dominate
     try:
-        return generate(lm.model, rows, torch.tensor(list(composer_ids), device=lm.device), settings,
+        return decode(lm.model, rows, torch.tensor(list(composer_ids), device=lm.device), settings,
                         max_new_tokens=max_new_tokens, target_bars=n_bars, grammar=lm.grammar,
                         eos_id=lm.model.config.eos_id, bar_id=lm.bar_id, generator=generator, progress=progress)
     finally:

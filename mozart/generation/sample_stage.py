@@ -127,10 +127,6 @@ def run_sample(cfg: SampleConfig, seed: int, model_dir: Path, prepared_dir: Path
     """Generate every job, write `samples_dir` (MIDI + manifest.json) atomically; return the stage metrics."""
     from tqdm import tqdm
 
-    if cfg.batch_size < 1 or cfg.bars < 1 or cfg.continuation_bars <= cfg.prompt_bars:
-        raise MozartError("params.yaml: sample.batch_size and sample.bars must be >= 1 and sample.continuation_bars "
-                          f"> sample.prompt_bars (got {cfg.batch_size}, {cfg.bars}, {cfg.continuation_bars}, "
-                          f"{cfg.prompt_bars})")
     lm = load_model_dir(model_dir, cfg.device)
     jobs = free_jobs(cfg, pick_composers(cfg, lm.composers))
     jobs += continuation_jobs(cfg, seed, lm, prepared_dir, tokens_dir)
@@ -139,9 +135,7 @@ def run_sample(cfg: SampleConfig, seed: int, model_dir: Path, prepared_dir: Path
     records, reached, new_tokens, gen_seconds = [], [], 0, 0.0
     with atomic_dir(samples_dir) as tmp:
         for b, batch in enumerate(tqdm(batches(jobs, cfg.batch_size), desc="sample batches", disable=not progress)):
-            settings = SamplingSettings(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                                        repetition_penalty=cfg.repetition_penalty,
-                                        repetition_window=cfg.repetition_window, cfg_scale=batch[0].cfg_scale)
+            settings = SamplingSettings.from_config(cfg, cfg_scale=batch[0].cfg_scale)
             gen = sample_tokens(lm, [j.composer_id for j in batch], settings, n_bars=batch[0].n_bars,
                                 prompt_ids=batch[0].prompt_ids, seed=seed + b, max_new_tokens=cfg.max_tokens)
             new_tokens += sum(gen.n_new)
@@ -175,3 +169,11 @@ def run_sample(cfg: SampleConfig, seed: int, model_dir: Path, prepared_dir: Path
         "reached_target_fraction": sum(reached) / n if n else 0.0,
         "grammar": lm.grammar is not None,
     }
+
+
+def run(cfg: SampleConfig, seed: int, paths) -> dict[str, Any]:
+    """The sample stage (stage contract: mozart/paths.py SamplePaths): write data/samples and metrics/sample.json;
+    returns the metrics."""
+    metrics = run_sample(cfg, seed, paths.model_dir, paths.prepared_dir, paths.tokens_dir, paths.samples_dir)
+    write_json(paths.metrics_json, metrics)
+    return metrics

@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from mozart.config import ModelConfig
 from mozart.infra.atomic import atomic_dir
 from mozart.errors import MozartError
 
@@ -39,23 +40,14 @@ WEIGHTS_FILE = "model.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
 
 
-@dataclass
-class GPTConfig:
-    n_layer: int = 8
-    d_model: int = 512
-    n_head: int = 8
-    d_ff: int = 2048
-    context: int = 8192
-    dropout: float = 0.1
+@dataclass(frozen=True)
+class GPTConfig(ModelConfig):
+    """What `config.json` holds: the params.yaml `model` section (ModelConfig) plus what the data decides."""
     vocab_size: int = 220
     n_composers: int = 1       # including id 0 = unconditional
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
-
-    def __post_init__(self) -> None:
-        if self.d_model % self.n_head:
-            raise MozartError(f"model.d_model ({self.d_model}) must be divisible by model.n_head ({self.n_head})")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GPTConfig":

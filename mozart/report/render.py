@@ -322,3 +322,8 @@ def render_reports(samples_dir: str | Path, metrics_dir: str | Path, reports_dir
         "wall_seconds": time.monotonic() - started,
         "index": str(reports_dir / report.INDEX),
     }
+
+
+def run(cfg, seed: int | None, paths) -> dict[str, Any]:
+    """The render stage (stage contract: mozart/paths.py RenderPaths). Deterministic (no seed)."""
+    return render_reports(paths.samples_dir, paths.metrics_dir, paths.reports_dir, cfg)

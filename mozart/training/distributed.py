@@ -31,6 +31,11 @@ class DistInfo:
         return self.world_size > 1
 
 
+def is_main_process() -> bool:
+    """Rank 0, or no torchrun at all: the process that writes outputs and talks to MLflow (readable before setup)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def setup(device_name: str = "auto") -> DistInfo:
     """Join the process group if torchrun started us; pick this rank's device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -17,7 +17,6 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,32 +25,16 @@ from tqdm import tqdm
 
 from mozart.training import distributed
 from mozart.infra.atomic import atomic_path, write_json, write_text
-from mozart.config import ModelConfig, TrainConfig
+from mozart.config import ModelConfig, TrainConfig, TrainStageConfig, check_across
 from mozart.data.crops import TrainData
-from mozart.errors import ConfigError
+from mozart.paths import TrainPaths  # noqa: F401  (re-exported: tests and benchmarks use it from here)
 from mozart.model.gpt import GPTConfig, MozartGPT, save_model, unwrap
 
 # train params that do not change the trained weights: a checkpoint written under other values is still resumable
-NON_STATE_KEYS = ("eval_every", "eval_batches", "ckpt_every", "resume", "num_workers", "max_minutes", "device",
+NON_STATE_KEYS = ("eval_every", "eval_batches", "ckpt_every", "resume", "max_minutes", "device",
                   "compile", "threads")
 KEEP_CHECKPOINTS = 2
 LOG_EVERY = 10  # steps between per-step MLflow metrics (each call is a database write)
-
-
-@dataclass(frozen=True)
-class TrainPaths:
-    tokens_dir: Path
-    prepared_dir: Path
-    final_dir: Path
-    checkpoint_dir: Path
-    metrics_json: Path
-    curve_tsv: Path
-
-    @classmethod
-    def under(cls, root: Path) -> "TrainPaths":
-        root = Path(root)
-        return cls(root / "data/tokens", root / "data/prepared", root / "models/final", root / "models/checkpoints",
-                   root / "metrics/train.json", root / "metrics/train_curve.tsv")
 
 
 def choose_amp_dtype(device_type: str, enabled: bool, bf16_supported: bool) -> tuple[torch.dtype | None, bool]:
@@ -113,19 +96,12 @@ class Trainer:
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, seed: int, paths: TrainPaths, run: Any = None,
                  data: TrainData | None = None):
         self.cfg, self.seed, self.paths, self.run = cfg, seed, paths, run
-        for key in ("seq_len", "batch_size", "grad_accum", "max_steps", "eval_every", "eval_batches", "ckpt_every"):
-            if getattr(cfg, key) < 1:
-                raise ConfigError(f"train.{key} must be at least 1, got {getattr(cfg, key)}")
-        if cfg.threads < 0:
-            raise ConfigError(f"train.threads must be 0 (all cores) or a positive count, got {cfg.threads}")
+        check_across({"model": model_cfg, "train": cfg})  # before any data is read (ranges: at construction)
         if cfg.threads > 0:  # on a shared CPU, 2 OpenMP threads that wait on each other can be 10x slower than 1
             torch.set_num_threads(cfg.threads)
         self.dist = distributed.setup(cfg.device)
         self.device = self.dist.device
         self.data = data or TrainData.load(paths.tokens_dir, paths.prepared_dir)
-        if cfg.seq_len > model_cfg.context:
-            raise ConfigError(f"train.seq_len ({cfg.seq_len}) exceeds model.context ({model_cfg.context}); "
-                              "lower train.seq_len or raise model.context")
         vocab = self.data.vocab
         self.gpt_config = GPTConfig(**dataclasses.asdict(model_cfg), vocab_size=vocab.size,
                                     n_composers=self.data.n_composers, pad_id=vocab.pad_id, bos_id=vocab.bos_id,
@@ -324,12 +300,14 @@ class Trainer:
             rows = ["step\ttrain_loss\tval_loss\tlr"] + [f"{int(s)}\t{tl:.6f}\t{vl:.6f}\t{lr:.6g}"
                                                         for s, tl, vl, lr in self.curve]
             write_text(self.paths.curve_tsv, "\n".join(rows) + "\n")
-            if self.run is not None:
-                self.run.log_metrics({f"final_{k}": v for k, v in metrics.items()})
-                self.run.log_artifacts(self.paths.final_dir, "model")
-                self.run.log_artifact(self.paths.curve_tsv)
         distributed.barrier(self.dist)
         return metrics
+
+
+def run(cfg: TrainStageConfig, seed: int, paths: TrainPaths, tracker: Any = None) -> dict[str, Any] | None:
+    """The train stage (stage contract: mozart/paths.py): fit and publish models/final; returns metrics/train.json's
+    content. `tracker` (the stage script's MLflow run: `log_metrics(dict, step=)`) receives the per-step curve."""
+    return Trainer(cfg.model, cfg.train, seed, paths, tracker).fit()
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, seed: int, paths: TrainPaths, run: Any = None,

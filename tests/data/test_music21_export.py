@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+
+from mozart.errors import DataError
+from mozart.paths import Music21Paths
 from music21 import chord, meter, note, stream, tempo
 from music21 import tie as m21tie
 from symusic import Score
@@ -59,17 +62,26 @@ def test_small_export_is_valid_midi_and_byte_identical_run_to_run(tmp_path):
         assert path_a.read_bytes() == path_b.read_bytes(), work.corpus_path
 
 
-def test_organize_music21_source_writes_manifest_and_nothing_outside(tmp_path, monkeypatch):
+def test_the_music21_stage_exports_and_organize_reads_the_export_with_its_metadata(tmp_path, monkeypatch):
     monkeypatch.setattr(m21x, "COLLECTIONS", SMALL)
+    cfg = OrganizeConfig(min_works_per_composer=2, max_works_per_composer=2, n_jobs=2, timeout_s=120)
+    exported = m21x.run(cfg, None, Music21Paths.under(tmp_path))
+    assert exported == {"works": 4, "converted": 4, "used": 1}
     out = tmp_path / "data" / "organized"
-    summary = organize(OrganizeConfig(source="music21", min_works_per_composer=2, max_works_per_composer=2,
-                                      n_jobs=2, timeout_s=120), "music21", out)
+    summary = organize(cfg, tmp_path / "data" / "music21", out)
     manifest = pd.read_parquet(out / "manifest.parquet")
     assert summary.layout == "music21" and summary.files_in == 4 and summary.accepted == 4
     assert set(manifest["composer"]) == {"Mozart", "Clara Schumann"}
     assert manifest["source_path"].str.startswith("music21:").all()
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["organized"]  # staging removed, no caches
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["music21", "organized"]  # no caches elsewhere
     assert sorted(p.name for p in out.iterdir()) == ["Clara Schumann", "Mozart", "manifest.parquet"]
+
+
+def test_the_music21_stage_skips_the_export_when_organize_reads_another_folder(tmp_path):
+    cfg = OrganizeConfig(source=str(tmp_path / "my_corpus"))
+    assert m21x.run(cfg, None, Music21Paths.under(tmp_path)) == {"works": 0, "converted": 0, "used": 0}
+    with pytest.raises(DataError, match="empty music21 export"):
+        m21x.read_export(tmp_path / "data" / "music21")
 
 
 def test_failed_conversion_is_a_rejected_row(tmp_path, monkeypatch):

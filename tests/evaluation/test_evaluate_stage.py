@@ -9,7 +9,8 @@ import pytest
 from metrics_helpers import build_stage_workspace, load_json, read_tsv
 from mozart.config import EvaluateConfig
 from mozart.errors import DataError
-from mozart.evaluation.stage import run_stage
+from mozart.evaluation.stage import run
+from mozart.paths import EvaluatePaths
 
 REQUIRED = ["generated.h1", "generated.h4", "generated.gs", "real.h1", "real.h4", "real.gs", "gap.h1", "gap.h4",
             "gap.gs", "test_bits_per_token", "style_accuracy_cfg", "style_accuracy_nocfg", "decodable_fraction",
@@ -26,12 +27,7 @@ def _get(d: dict, dotted: str):
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     info = build_stage_workspace(root)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MOZART_TRACKING", "0")
-    try:
-        result = run_stage(EvaluateConfig(max_real_pieces=5, nll_batches=3, device="cpu"), 1337, root, {})
-    finally:
-        mp.undo()
+    result = run(EvaluateConfig(max_real_pieces=5, nll_batches=3, device="cpu"), 1337, EvaluatePaths.under(root))
     return root, info, result
 
 
@@ -76,10 +72,9 @@ def test_composer_table(workspace):
     assert all(float(r["test_bits_per_token"]) > 0 for r in rows)
 
 
-def test_missing_samples_manifest_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("MOZART_TRACKING", "0")
+def test_missing_samples_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="manifest.json is missing"):
-        run_stage(EvaluateConfig(), 0, tmp_path, {})
+        run(EvaluateConfig(), 0, EvaluatePaths.under(tmp_path))
 
 
 def test_stage_script_runs_from_a_repository_copy(workspace, repo_root):
@@ -104,8 +99,8 @@ def test_stage_script_runs_from_a_repository_copy(workspace, repo_root):
 
 
 @pytest.mark.parametrize("bad", [{"grid": 0}, {"nll_batches": 0}, {"max_real_pieces": -1}])
-def test_bad_evaluate_params_are_config_errors(tmp_path, bad):
+def test_bad_evaluate_params_are_config_errors_when_the_config_is_made(bad):
     from mozart.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="params.yaml: evaluate"):
-        run_stage(EvaluateConfig(**bad), 0, tmp_path, {})
+    with pytest.raises(ConfigError, match=f"evaluate.{next(iter(bad))}"):
+        EvaluateConfig(**bad)

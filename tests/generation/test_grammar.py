@@ -7,7 +7,7 @@ import torch
 
 from mozart.generation.engine import decode_piece
 from mozart.generation.grammar import MAX_NOTES_PER_POSITION, RemiGrammar, UnsupportedGrammar, grammar_for_tokenizer
-from mozart.generation.decoder import SamplingSettings, generate
+from mozart.generation.decoder import SamplingSettings, decode
 from mozart.data.tokenize import encode_score
 from sampling_helpers import one_thread, scale_score, tiny_model, tokenizer  # noqa: F401 (autouse fixture)
 
@@ -73,14 +73,14 @@ def test_untrained_model_with_grammar_always_decodes(overrides):
     grammar = RemiGrammar.from_tokenizer(tok, model.config.vocab_size)
     prompt = torch.full((8, 1), tok["BOS_None"])
     settings = SamplingSettings(temperature=1.3, top_p=1.0)  # hot sampling: the worst case for validity
-    gen = generate(model, prompt, torch.arange(8) % 4, settings, max_new_tokens=200, grammar=grammar,
+    gen = decode(model, prompt, torch.arange(8) % 4, settings, max_new_tokens=200, grammar=grammar,
                    eos_id=tok["EOS_None"], generator=torch.Generator().manual_seed(0))
     for ids in gen.tokens:
         assert grammar.first_violation(ids) is None
         score, decodable = decode_piece(tok, ids, bpm=120)
         assert decodable and score.note_num() > 0
     # control: the same model without the mask breaks the grammar, so the mask is what makes samples valid
-    free = generate(model, prompt, torch.arange(8) % 4, settings, max_new_tokens=200,
+    free = decode(model, prompt, torch.arange(8) % 4, settings, max_new_tokens=200,
                     generator=torch.Generator().manual_seed(0))
     assert any(grammar.first_violation(ids) is not None for ids in free.tokens)
 

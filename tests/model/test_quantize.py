@@ -8,7 +8,7 @@ import torch
 from mozart.errors import ConfigError
 from mozart.generation.grammar import RemiGrammar
 from mozart.model.quantize import Int4Linear, Int8Linear, for_inference
-from mozart.generation.decoder import SamplingSettings, generate, generate_reference
+from mozart.generation.decoder import SamplingSettings, decode, decode_reference
 from sampling_helpers import one_thread, tiny_model, tokenizer  # noqa: F401 (autouse fixture)
 
 
@@ -68,8 +68,8 @@ def test_quantised_model_is_close_to_fp32_and_cache_consistent(setup, precision,
     assert 0 < _relative_error(approx, exact) < tolerance
     settings = SamplingSettings(temperature=0.0, cfg_scale=1.5)
     args = (fast, torch.full((2, 1), tok["BOS_None"]), cid, settings)
-    assert (generate(*args, max_new_tokens=50, grammar=grammar).tokens
-            == generate_reference(*args, max_new_tokens=50, grammar=grammar).tokens)
+    assert (decode(*args, max_new_tokens=50, grammar=grammar).tokens
+            == decode_reference(*args, max_new_tokens=50, grammar=grammar).tokens)
 
 
 def test_int4_falls_back_to_int8_where_no_group_size_divides_the_width():
