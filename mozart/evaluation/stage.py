@@ -168,7 +168,7 @@ def run_stage(cfg, seed: int, repo_root: Path, params: dict) -> dict:
     from mozart.infra.atomic import write_json, write_text
     from mozart.infra.device import pick_device, seed_everything
     from mozart.evaluation.metrics import piece_metrics
-    from mozart.model.gpt import load_model
+    from mozart.model.directory import open_model_dir
     from mozart.data.tokenize import load_tokenizer
 
     if cfg.grid < 1 or cfg.max_real_pieces < 0 or cfg.nll_batches < 1:
@@ -219,7 +219,7 @@ def run_stage(cfg, seed: int, repo_root: Path, params: dict) -> dict:
 
     # 4. test-split bits per token, per composer
     device = pick_device(cfg.device)
-    model = load_model(model_dir, device)
+    model = open_model_dir(model_dir, device).model  # all four files checked against each other
     model.label_smoothing = 0.0
     bits_by_composer: dict[int, tuple[float, int]] = {}
     test_all = originals[originals["split"] == "test"]

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from mozart.infra.atomic import read_json
 from mozart.config import SampleConfig
 from mozart.errors import MozartError
 
@@ -28,12 +27,10 @@ UNCONDITIONAL = {"", "none", "any", "unconditional", "<unconditional>"}
 # --------------------------------------------------------------------------------------------------- model directory
 
 def read_composers(model_dir: str | Path) -> dict[str, Any]:
-    """The model directory's composers.json (no torch needed)."""
-    path = Path(model_dir) / "composers.json"
-    if not Path(model_dir).is_dir():
-        raise MozartError(f"model directory {model_dir} not found: train one with `dvc repro train`, "
-                          "or pass --model DIR (a folder with config.json, model.safetensors, composers.json)")
-    return read_json(path, f"{model_dir} is not a complete model directory (train one with `dvc repro train`)")
+    """The model directory's composers.json, checked (mozart.model.directory; no torch needed)."""
+    from mozart.model.directory import read_composers as read_checked_composers
+
+    return read_checked_composers(model_dir)
 
 
 @dataclass
@@ -57,18 +54,16 @@ def load_model_dir(model_dir: str | Path, device: str = "auto", use_grammar: boo
     composers (mozart.model.quantize.resolve_precision says what auto is)."""
     from mozart.infra.device import pick_device
     from mozart.generation.grammar import grammar_for_tokenizer
-    from mozart.model.gpt import load_model
+    from mozart.model.directory import open_model_dir
     from mozart.model.quantize import for_inference, resolve_precision
-    from mozart.data.tokenize import load_tokenizer
 
     model_dir = Path(model_dir)
-    composers = read_composers(model_dir)
     torch_device = pick_device(device)
     precision = resolve_precision(precision, torch_device)
-    model = for_inference(load_model(model_dir, torch_device), precision)
-    tokenizer = load_tokenizer(model_dir / "tokenizer.json")
-    grammar = grammar_for_tokenizer(tokenizer, model.config.vocab_size, enabled=use_grammar)
-    return LoadedModel(model, tokenizer, grammar, composers, model_dir, torch_device, precision)
+    files = open_model_dir(model_dir, torch_device)  # all four files checked against each other
+    model = for_inference(files.model, precision)
+    grammar = grammar_for_tokenizer(files.tokenizer, model.config.vocab_size, enabled=use_grammar)
+    return LoadedModel(model, files.tokenizer, grammar, files.composers, model_dir, torch_device, precision)
 
 
 def known_composers(composers: dict[str, Any]) -> list[str]:
