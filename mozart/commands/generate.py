@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
 from pathlib import Path
@@ -61,18 +62,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "within 0.1 %%: BENCHMARKS.md)")
 
 
+MAX_BATCH = 1024  # pieces decoded at once; more would not fit in memory for any model we train
+MAX_SEED = 2**62   # torch seeds are 64-bit; each batch adds its offset
+
+
 def _validate(args: argparse.Namespace) -> None:
+    """Every numeric option and the device name, before any model is loaded: one ConfigError line naming the option."""
+    from mozart.infra.device import check_device_name
+
     checks = [(args.bars is None or args.bars > 0, f"--bars must be > 0, got {args.bars}"),
-              (args.seconds is None or args.seconds > 0, f"--seconds must be > 0, got {args.seconds}"),
+              (args.seconds is None or 0 < args.seconds < math.inf, f"--seconds must be > 0 and finite, got "
+                                                                     f"{args.seconds}"),
               (args.bpm is None or 0 < args.bpm <= 400, f"--bpm must be in (0, 400], got {args.bpm}"),
               (args.prompt_bars > 0, f"--prompt-bars must be > 0, got {args.prompt_bars}"),
               (args.num_samples > 0, f"--num-samples must be > 0, got {args.num_samples}"),
-              (args.batch_size > 0, f"--batch-size must be > 0, got {args.batch_size}"),
+              (0 < args.batch_size <= MAX_BATCH, f"--batch-size must be in 1..{MAX_BATCH}, got {args.batch_size}"),
               (args.max_tokens > 0, f"--max-tokens must be > 0, got {args.max_tokens}"),
+              (args.cfg is None or 0 <= args.cfg < math.inf, f"--cfg must be >= 0 and finite (1 = off), got {args.cfg}"),
+              (0 <= args.temperature < math.inf, f"--temperature must be >= 0 and finite (0 = greedy), got "
+                                                 f"{args.temperature}"),
+              (args.top_k >= 0, f"--top-k must be >= 0 (0 = off), got {args.top_k}"),
+              (0 < args.top_p <= 1, f"--top-p must be in (0, 1] (1 = off), got {args.top_p}"),
+              (0 < args.repetition_penalty < math.inf, f"--repetition-penalty must be > 0 and finite (1 = off), got "
+                                                       f"{args.repetition_penalty}"),
+              (args.seed is None or 0 <= args.seed < MAX_SEED, f"--seed must be in 0..{MAX_SEED - 1}, got {args.seed}"),
               (Path(args.out).suffix.lower() in (".mid", ".midi"), f"--out must end in .mid, got {args.out}")]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    check_device_name(args.device, "--device")
 
 
 def _apply_request(args: argparse.Namespace, composers: dict[str, Any]) -> None:

@@ -109,8 +109,26 @@ class Prompt:
     bpm: float | None       # the prompt file's first tempo
 
 
+def bars_end_tick(score: Any, n_bars: int) -> int:
+    """A tick at or after the end of bar `n_bars` (counting from 1), whether bars follow the score's time signatures
+    (each starts a new bar at its time) or are all 4/4 (how the tokenizer lays bars without TimeSig tokens)."""
+    tpq = int(score.ticks_per_quarter)
+    signatures = sorted((int(ts.time), ts.numerator * 4 * tpq / ts.denominator) for ts in score.time_signatures
+                        if ts.numerator > 0 and ts.denominator > 0)
+    tick, length, counted = 0, 4.0 * tpq, 0
+    for start, new_length in signatures:
+        if start > tick:
+            bars_before = math.ceil((start - tick) / length)  # bars that begin before this signature
+            if counted + bars_before >= n_bars:
+                break
+            counted, tick = counted + bars_before, start
+        length = new_length
+    return max(n_bars * 4 * tpq, math.ceil(tick + (n_bars - counted) * length))
+
+
 def load_prompt(path: str | Path, lm: LoadedModel, prompt_bars: int) -> Prompt:
-    """Read a MIDI prompt, tokenize it like the training data, and keep its first `prompt_bars` bars."""
+    """Read a MIDI prompt, cut it to its first `prompt_bars` bars (plus one spare) BEFORE tokenizing — a long file
+    costs its parse, not its tokenization — then tokenize it like the training data and cut the tokens exactly."""
     import symusic
 
     from mozart.data.tokenize import encode_score
@@ -122,10 +140,14 @@ def load_prompt(path: str | Path, lm: LoadedModel, prompt_bars: int) -> Prompt:
         score = symusic.Score(str(path))
     except Exception as exc:  # symusic raises several types for malformed files
         raise MozartError(f"prompt {path} is not a readable MIDI file ({type(exc).__name__}: {exc})") from None
+    if score.ticks_per_quarter <= 0:
+        raise MozartError(f"prompt {path} has {score.ticks_per_quarter} ticks per quarter note in its header, so it "
+                          "has no timing: re-export it from your MIDI editor")
     if score.note_num() == 0:
         raise MozartError(f"prompt {path} has no notes")
-    ids = encode_score(lm.tokenizer, score)
     bpm = float(score.tempos[0].qpm) if len(score.tempos) else None
+    score = score.clip(0, bars_end_tick(score, prompt_bars + 1), clip_end=False)
+    ids = encode_score(lm.tokenizer, score)
     return Prompt([lm.model.config.bos_id, *cut_to_bars(ids, lm.bar_id, prompt_bars)], prompt_bars, bpm)
 
 
