@@ -81,3 +81,12 @@ def scale_score(n_bars: int, tpq: int = 480, bpm: float | None = 96.0, seed: int
 def write_midi(score: symusic.Score, path: Path) -> Path:
     score.dump_midi(str(path))
     return path
+
+
+def write_zero_tpq_midi(path: Path) -> Path:
+    """A MIDI file whose header says 0 ticks per quarter note (MThd division, bytes 12-13): notes but no timing."""
+    write_midi(scale_score(4), path)
+    data = bytearray(path.read_bytes())
+    data[12:14] = bytes(2)
+    path.write_bytes(bytes(data))
+    return path

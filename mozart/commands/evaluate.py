@@ -8,8 +8,8 @@ import math
 import os
 import sys
 
+from mozart.errors import ConfigError
 from mozart.evaluation.metrics import METRIC_KEYS, evaluate_files, find_midi_files, json_safe
-
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +49,18 @@ def format_table(result: dict) -> str:
     return "\n".join(out)
 
 
+MAX_GRID = 1024  # onset positions per bar; MusDr uses 64
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if not 1 <= args.grid <= MAX_GRID:
+        raise ConfigError(f"--grid must be in 1..{MAX_GRID} onset positions per bar, got {args.grid}")
+    if args.jobs == 0 or args.jobs < -1:
+        raise ConfigError(f"--jobs must be a worker count >= 1, or -1 for all cores, got {args.jobs}")
+
+
 def main(args: argparse.Namespace) -> int:
+    _validate(args)
     files = find_midi_files(args.paths)
     result = evaluate_files(files, args.grid, args.time_signatures, args.jobs)
     n_ok = sum("error" not in r for r in result["files"])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import random
 import sys
 from pathlib import Path
@@ -79,16 +80,25 @@ def sample_config(args: argparse.Namespace, cfg_scale: float) -> SampleConfig:
         raise ConfigError(message) from None
 
 
+MAX_SEED = 2**62   # torch seeds are 64-bit; each batch adds its offset
+
+
 def _validate(args: argparse.Namespace) -> None:
+    """Every numeric option and the device name, before any model is loaded: one ConfigError line naming the option."""
+    from mozart.infra.device import check_device_name
+
     checks = [(args.bars is None or args.bars > 0, f"--bars must be > 0, got {args.bars}"),
-              (args.seconds is None or args.seconds > 0, f"--seconds must be > 0, got {args.seconds}"),
+              (args.seconds is None or 0 < args.seconds < math.inf, f"--seconds must be > 0 and finite, got "
+                                                                     f"{args.seconds}"),
               (args.bpm is None or 0 < args.bpm <= 400, f"--bpm must be in (0, 400], got {args.bpm}"),
               (args.prompt_bars > 0, f"--prompt-bars must be > 0, got {args.prompt_bars}"),
               (args.num_samples > 0, f"--num-samples must be > 0, got {args.num_samples}"),
+              (args.seed is None or 0 <= args.seed < MAX_SEED, f"--seed must be in 0..{MAX_SEED - 1}, got {args.seed}"),
               (Path(args.out).suffix.lower() in (".mid", ".midi"), f"--out must end in .mid, got {args.out}")]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    check_device_name(args.device, "--device")
 
 
 def _apply_request(args: argparse.Namespace, composers: dict[str, Any]) -> None:
@@ -117,13 +127,13 @@ def main(args: argparse.Namespace) -> int:
     from mozart.generation.decoder import SamplingSettings
 
     _validate(args)
+    cfg = sample_config(args, DEFAULTS.cfg_scale if args.cfg_scale is None else args.cfg_scale)  # before any load
     composers = read_composers(args.model)
     if args.request:
         _apply_request(args, composers)
     composer_id, composer_name = resolve_composer(args.composer, composers)
-    # guidance needs a composer to guide towards: unconditional music samples with cfg_scale 1 unless asked
-    cfg = sample_config(args, args.cfg_scale if args.cfg_scale is not None else
-                        (DEFAULTS.cfg_scale if composer_id else 1.0))
+    if args.cfg_scale is None and composer_id == 0:  # guidance needs a composer to guide towards
+        cfg = dataclasses.replace(cfg, cfg_scale=1.0)
     settings = SamplingSettings.from_config(cfg)
     lm = load_model_dir(args.model, args.device, use_grammar=not args.no_grammar, precision=args.precision)
     prompt = load_prompt(args.prompt, lm, args.prompt_bars) if args.prompt else None

@@ -19,7 +19,7 @@ import re
 import shutil
 import struct
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mozart.config import OrganizeConfig
@@ -190,9 +190,21 @@ def collect_files(root: Path, layout: str) -> tuple[str, list[SourceFile]]:
     if layout == "csv":
         if not (root / "metadata.csv").is_file():
             raise DataError(f"organize.layout is csv but {root / 'metadata.csv'} does not exist")
-        return layout, _csv(root, files)
+        return layout, [_reject_undecodable(f) for f in _csv(root, files)]
     parse = {"folder": _folder, "giantmidi": _giantmidi, "prefix": _prefix}[layout]
-    return layout, [parse(root, p) for p in files]
+    return layout, [_reject_undecodable(parse(root, p)) for p in files]
+
+
+def _reject_undecodable(f: SourceFile) -> SourceFile:
+    """A path that is not valid UTF-8 (Python keeps its bytes as surrogates, which no manifest can store) becomes a
+    rejected row with the bad bytes shown as \\xNN escapes; the other files go on."""
+    def shown(text: str) -> str:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+    if shown(f.source_path) == f.source_path:
+        return f
+    return replace(f, source_path=shown(f.source_path), composer=shown(f.composer), title=shown(f.title),
+                   work_key=shown(f.work_key), reason="path is not valid UTF-8: rename the file or folder to UTF-8")
 
 
 # ------------------------------------------------------------------------------------------------------ reading MIDI

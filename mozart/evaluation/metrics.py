@@ -29,6 +29,7 @@ from mozart.errors import ConfigError, DataError
 METRIC_KEYS = ("n_bars", "n_notes", "h1", "h4", "gs", "note_density", "pitch_range", "mean_polyphony",
                "empty_bar_fraction")
 N_PITCH_CLASSES = 12
+MAX_BARS = 100_000  # a file longer than this (hours at any tempo) is reported, not laid out in memory
 
 
 @dataclass(frozen=True)
@@ -181,14 +182,23 @@ def piece_metrics(score, grid: int = 64, use_time_signatures: bool = False, max_
 
 
 def file_metrics(path: str | Path, grid: int = 64, use_time_signatures: bool = False) -> dict:
-    """Metrics of one MIDI file as `{"path", **metrics}`, or `{"path", "error"}` if it cannot be read."""
+    """Metrics of one MIDI file as `{"path", **metrics}`, or `{"path", "error"}` if it cannot be read or is
+    degenerate (0 ticks per quarter note: no timing). One bad file is one error row; the batch goes on."""
     import symusic
 
     try:
         score = symusic.Score(str(path))
     except Exception as exc:  # symusic raises plain RuntimeError/ValueError for broken files
         return {"path": str(path), "error": f"{type(exc).__name__}: {exc}".strip()}
-    return {"path": str(path), **piece_metrics(score, grid, use_time_signatures)}
+    if score.ticks_per_quarter <= 0:
+        return {"path": str(path), "error": f"{score.ticks_per_quarter} ticks per quarter note in the header (no "
+                                            "timing, so no bars)"}
+    if score.end() / (4 * score.ticks_per_quarter) > MAX_BARS:
+        return {"path": str(path), "error": f"longer than {MAX_BARS:,} bars of 4/4: too long to measure"}
+    try:
+        return {"path": str(path), **piece_metrics(score, grid, use_time_signatures)}
+    except (ArithmeticError, ValueError, IndexError, MemoryError) as exc:  # a file no bar layout fits
+        return {"path": str(path), "error": f"cannot be measured ({type(exc).__name__}: {exc})"}
 
 
 def mean_metrics(rows: list[dict], keys: tuple[str, ...] = METRIC_KEYS) -> dict:

@@ -227,10 +227,10 @@ def test_bits_by_composer(cfg, seed: int, inputs: Inputs, model_dir: Path) -> di
     from tqdm import tqdm
 
     from mozart.infra.device import pick_device
-    from mozart.model.gpt import load_model
+    from mozart.model.directory import open_model_dir
 
     device = pick_device(cfg.device)
-    model = load_model(model_dir, device)
+    model = open_model_dir(model_dir, device).model  # all four files checked against each other
     model.label_smoothing = 0.0
     originals = inputs.meta[inputs.meta["transpose"] == 0]
     test_all = originals[originals["split"] == "test"]

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from mozart.infra.atomic import read_json
 from mozart.config import SampleConfig
 from mozart.errors import MozartError
 
@@ -28,12 +27,10 @@ UNCONDITIONAL = {"", "none", "any", "unconditional", "<unconditional>"}
 # --------------------------------------------------------------------------------------------------- model directory
 
 def read_composers(model_dir: str | Path) -> dict[str, Any]:
-    """The model directory's composers.json (no torch needed)."""
-    path = Path(model_dir) / "composers.json"
-    if not Path(model_dir).is_dir():
-        raise MozartError(f"model directory {model_dir} not found: train one with `dvc repro train`, "
-                          "or pass --model DIR (a folder with config.json, model.safetensors, composers.json)")
-    return read_json(path, f"{model_dir} is not a complete model directory (train one with `dvc repro train`)")
+    """The model directory's composers.json, checked (mozart.model.directory; no torch needed)."""
+    from mozart.model.directory import read_composers as read_checked_composers
+
+    return read_checked_composers(model_dir)
 
 
 @dataclass
@@ -57,18 +54,16 @@ def load_model_dir(model_dir: str | Path, device: str = "auto", use_grammar: boo
     composers (mozart.model.quantize.resolve_precision says what auto is)."""
     from mozart.infra.device import pick_device
     from mozart.generation.grammar import grammar_for_tokenizer
-    from mozart.model.gpt import load_model
+    from mozart.model.directory import open_model_dir
     from mozart.model.quantize import for_inference, resolve_precision
-    from mozart.data.tokenize import load_tokenizer
 
     model_dir = Path(model_dir)
-    composers = read_composers(model_dir)
     torch_device = pick_device(device)
     precision = resolve_precision(precision, torch_device)
-    model = for_inference(load_model(model_dir, torch_device), precision)
-    tokenizer = load_tokenizer(model_dir / "tokenizer.json")
-    grammar = grammar_for_tokenizer(tokenizer, model.config.vocab_size, enabled=use_grammar)
-    return LoadedModel(model, tokenizer, grammar, composers, model_dir, torch_device, precision)
+    files = open_model_dir(model_dir, torch_device)  # all four files checked against each other
+    model = for_inference(files.model, precision)
+    grammar = grammar_for_tokenizer(files.tokenizer, model.config.vocab_size, enabled=use_grammar)
+    return LoadedModel(model, files.tokenizer, grammar, files.composers, model_dir, torch_device, precision)
 
 
 def known_composers(composers: dict[str, Any]) -> list[str]:
@@ -114,8 +109,26 @@ class Prompt:
     bpm: float | None       # the prompt file's first tempo
 
 
+def bars_end_tick(score: Any, n_bars: int) -> int:
+    """A tick at or after the end of bar `n_bars` (counting from 1), whether bars follow the score's time signatures
+    (each starts a new bar at its time) or are all 4/4 (how the tokenizer lays bars without TimeSig tokens)."""
+    tpq = int(score.ticks_per_quarter)
+    signatures = sorted((int(ts.time), ts.numerator * 4 * tpq / ts.denominator) for ts in score.time_signatures
+                        if ts.numerator > 0 and ts.denominator > 0)
+    tick, length, counted = 0, 4.0 * tpq, 0
+    for start, new_length in signatures:
+        if start > tick:
+            bars_before = math.ceil((start - tick) / length)  # bars that begin before this signature
+            if counted + bars_before >= n_bars:
+                break
+            counted, tick = counted + bars_before, start
+        length = new_length
+    return max(n_bars * 4 * tpq, math.ceil(tick + (n_bars - counted) * length))
+
+
 def load_prompt(path: str | Path, lm: LoadedModel, prompt_bars: int) -> Prompt:
-    """Read a MIDI prompt, tokenize it like the training data, and keep its first `prompt_bars` bars."""
+    """Read a MIDI prompt, cut it to its first `prompt_bars` bars (plus one spare) BEFORE tokenizing — a long file
+    costs its parse, not its tokenization — then tokenize it like the training data and cut the tokens exactly."""
     import symusic
 
     from mozart.data.tokenize import encode_score
@@ -127,10 +140,14 @@ def load_prompt(path: str | Path, lm: LoadedModel, prompt_bars: int) -> Prompt:
         score = symusic.Score(str(path))
     except Exception as exc:  # symusic raises several types for malformed files
         raise MozartError(f"prompt {path} is not a readable MIDI file ({type(exc).__name__}: {exc})") from None
+    if score.ticks_per_quarter <= 0:
+        raise MozartError(f"prompt {path} has {score.ticks_per_quarter} ticks per quarter note in its header, so it "
+                          "has no timing: re-export it from your MIDI editor")
     if score.note_num() == 0:
         raise MozartError(f"prompt {path} has no notes")
-    ids = encode_score(lm.tokenizer, score)
     bpm = float(score.tempos[0].qpm) if len(score.tempos) else None
+    score = score.clip(0, bars_end_tick(score, prompt_bars + 1), clip_end=False)
+    ids = encode_score(lm.tokenizer, score)
     return Prompt([lm.model.config.bos_id, *cut_to_bars(ids, lm.bar_id, prompt_bars)], prompt_bars, bpm)
 
 

@@ -14,7 +14,8 @@ because they implement the KV cache protocol of docs/CONTRACTS.md directly, add 
 patching HF internals, and do not tie saved models to a transformers version.
 
 A model directory holds `config.json` (GPTConfig), `model.safetensors` (no pickle), `tokenizer.json` and
-`composers.json`; `load_model` rebuilds the model from it and refuses pickle checkpoints unless asked.
+`composers.json`; `load_model` rebuilds the model from it (config and weights checked by mozart.model.directory) and
+refuses pickle checkpoints unless asked.
 """
 from __future__ import annotations
 
@@ -34,9 +35,8 @@ from torch.utils.checkpoint import checkpoint
 from mozart.config import ModelConfig
 from mozart.infra.atomic import atomic_dir
 from mozart.errors import MozartError
+from mozart.model.directory import CONFIG_FILE, WEIGHTS_FILE, read_model_config, read_weights
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
 
 
@@ -257,14 +257,9 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu", allow_
             raise MozartError(f"refusing to load pickle file {pickle_file}: pickle can run arbitrary code. Convert it "
                               "to a model directory with model.safetensors, or pass allow_pickle=True if you trust it")
         config, state = _load_pickle(pickle_file, model_dir)
-    else:
-        from safetensors.torch import load_file
-
-        try:
-            config = GPTConfig.from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
-        except FileNotFoundError:
-            raise MozartError(f"{model_dir / CONFIG_FILE} is missing: the model directory is incomplete") from None
-        state = load_file(str(model_dir / WEIGHTS_FILE))
+    else:  # config.json's schema, the file's completeness and every tensor shape are checked before loading
+        config = read_model_config(model_dir)
+        state = read_weights(model_dir, config)
     model = MozartGPT(config)
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
