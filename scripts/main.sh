@@ -14,3 +14,4 @@ start=$(date +%s)
 dvc exp run "${overrides[@]}" "$@"
 echo "main job finished in $(( $(date +%s) - start )) s: listening page reports/index.html, metrics in metrics/, model in models/final"
 dvc metrics show
+echo "to share this run: commit params.yaml, dvc.lock and metrics/ together on a branch of their own, then dvc push (README: Share a trained pipeline)"

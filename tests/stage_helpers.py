@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -163,3 +164,98 @@ def write_organized(organized_dir: Path, files: list[Path], corpus_root: Path) -
                      "status": "accepted", "reason": "", "out_path": rel.as_posix()})
     pq.write_table(pa.Table.from_pylist(rows), organized_dir / "manifest.parquet")
     return organized_dir
+
+
+# --- Whole-pipeline tests: `dvc repro` on a temporary git copy of the repository --------------------------------
+
+# A model and run small enough for seconds on a CPU, but every stage does its real work.
+TINY = {
+    "organize.n_jobs": 1, "tokenize.n_jobs": 1, "tokenize.rows_per_shard": 8,
+    "prepare.min_pieces": 3, "prepare.val_fraction": 0.2, "prepare.test_fraction": 0.2,
+    "model.n_layer": 1, "model.d_model": 32, "model.n_head": 2, "model.d_ff": 64, "model.context": 256,
+    "train.seq_len": 64, "train.batch_size": 4, "train.grad_accum": 1, "train.max_steps": 24, "train.lr": 0.003,
+    "train.eval_every": 12, "train.eval_batches": 1, "train.ckpt_every": 12, "train.grad_checkpointing": False,
+    "train.threads": 1,
+    "sample.n_top_composers": 2, "sample.n_per_composer": 1, "sample.bars": 2, "sample.n_prompts": 1,
+    "sample.prompt_bars": 1, "sample.continuation_bars": 2, "sample.batch_size": 4,
+    "evaluate.max_real_pieces": 4, "evaluate.nll_batches": 1,
+}
+STAGES = ["organize", "tokenize", "prepare", "train", "sample", "evaluate", "render"]
+TINY_COMPOSERS = ["Bach", "Chopin", "Mozart"]  # 5 generated pieces each
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+def ran(output: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` output says it ran."""
+    return set(re.findall(r"Running stage '(\w+)'", output))
+
+
+class Project:
+    """A git + DVC checkout of Mozart in a temporary folder; its commands run with its own code (PYTHONPATH) and,
+    unless `env` says otherwise, MLflow tracking on into its own mlflow.db."""
+
+    def __init__(self, root: Path, env: Mapping[str, str] | None = None):
+        self.root = Path(root)
+        self.env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                    "PYTHONHASHSEED": "0"}
+        for name in ("MLFLOW_TRACKING_URI", "MOZART_TRACKING", "DVC_EXP_NAME"):
+            self.env.pop(name, None)
+        self.env.update(env or {})
+
+    def run(self, *cmd: str, timeout: float = 900) -> str:
+        """Run `cmd` in the checkout; fail with its output unless it exits 0; return stdout + stderr."""
+        proc = subprocess.run(list(cmd), cwd=self.root, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        return proc.stdout + proc.stderr
+
+    def dvc(self, *args: str, timeout: float = 900) -> str:
+        return self.run("dvc", *args, timeout=timeout)
+
+    def mozart(self, *args: str, timeout: float = 300) -> str:
+        """The console script of this checkout's code (`python -m mozart.cli`)."""
+        return self.run(sys.executable, "-m", "mozart.cli", *args, timeout=timeout)
+
+    def commit(self, message: str) -> None:
+        git(self.root, "add", "-A")
+        git(self.root, "commit", "-q", "-m", message)
+
+
+def tiny_project(base: Path, env: Mapping[str, str] | None = None) -> Project:
+    """A committed git copy of this checkout (tracked and untracked-but-not-ignored files) in `base/repo`, with the
+    TINY params and a generated corpus of TINY_COMPOSERS in `base/corpus`."""
+    from fuzz_midi import make_valid_corpus
+
+    corpus = Path(base) / "corpus"
+    make_valid_corpus(corpus, TINY_COMPOSERS, per_composer=5, seed=3, n_notes=(60, 120))
+    root = Path(base) / "repo"
+    listed = git(REPO_ROOT, "ls-files", "-co", "--exclude-standard").split("\n")
+    for rel in (f for f in listed if f and (REPO_ROOT / f).is_file()):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / rel, root / rel)
+    set_params(root, {**TINY, "organize.source": str(corpus), "organize.layout": "folder"})
+    git(root, "init", "-q")
+    git(root, "config", "user.email", "e2e@mozart.test")
+    git(root, "config", "user.name", "e2e")
+    project = Project(root, env)
+    project.commit("tiny project")
+    project.corpus = corpus
+    return project
+
+
+def processes_under(folder: Path) -> list[str]:
+    """Command lines of the live processes whose working directory is inside `folder` (leftovers of a test)."""
+    import psutil
+
+    folder = Path(folder).resolve()
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and Path(proc.cwd()).is_relative_to(folder):
+                found.append(" ".join(proc.cmdline()))
+        except (psutil.Error, OSError):
+            continue
+    return found

@@ -8,83 +8,19 @@ reruns sample, evaluate and render only and changes `generated.*`; and one MLflo
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from fuzz_midi import make_valid_corpus
-from stage_helpers import REPO_ROOT, set_params
+from stage_helpers import STAGES, Project, ran, set_params, tiny_project
 
 pytestmark = pytest.mark.slow
-
-# A model and run small enough for seconds on a CPU, but every stage does its real work.
-TINY = {
-    "organize.n_jobs": 1, "tokenize.n_jobs": 1, "tokenize.rows_per_shard": 8,
-    "prepare.min_pieces": 3, "prepare.val_fraction": 0.2, "prepare.test_fraction": 0.2,
-    "model.n_layer": 1, "model.d_model": 32, "model.n_head": 2, "model.d_ff": 64, "model.context": 256,
-    "train.seq_len": 64, "train.batch_size": 4, "train.grad_accum": 1, "train.max_steps": 24, "train.lr": 0.003,
-    "train.eval_every": 12, "train.eval_batches": 1, "train.ckpt_every": 12, "train.grad_checkpointing": False,
-    "train.threads": 1,
-    "sample.n_top_composers": 2, "sample.n_per_composer": 1, "sample.bars": 2, "sample.n_prompts": 1,
-    "sample.prompt_bars": 1, "sample.continuation_bars": 2, "sample.batch_size": 4,
-    "evaluate.max_real_pieces": 4, "evaluate.nll_batches": 1,
-}
-STAGES = ["organize", "tokenize", "prepare", "train", "sample", "evaluate", "render"]
-
-
-def _git(root: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
-
-
-def _tracked_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True,
-                         text=True, check=True).stdout.split("\n")
-    return [f for f in out if f and (REPO_ROOT / f).is_file()]
-
-
-class Project:
-    def __init__(self, root: Path):
-        self.root = root
-        self.env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                    "PYTHONHASHSEED": "0"}
-        self.env.pop("MLFLOW_TRACKING_URI", None)
-        self.env.pop("MOZART_TRACKING", None)
-
-    def dvc(self, *args: str, timeout: float = 900) -> str:
-        proc = subprocess.run(["dvc", *args], cwd=self.root, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
-        assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        return proc.stdout + proc.stderr
-
-    def commit(self, message: str) -> None:
-        _git(self.root, "add", "-A")
-        _git(self.root, "commit", "-q", "-m", message)
-
-
-def ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '(\w+)'", output))
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Project:
-    base = tmp_path_factory.mktemp("e2e")
-    corpus = base / "corpus"
-    make_valid_corpus(corpus, ["Bach", "Chopin", "Mozart"], per_composer=5, seed=3, n_notes=(60, 120))
-    root = base / "repo"
-    for rel in _tracked_files():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_ROOT / rel, root / rel)
-    set_params(root, {**TINY, "organize.source": str(corpus), "organize.layout": "folder"})
-    _git(root, "init", "-q")
-    _git(root, "config", "user.email", "e2e@mozart.test")
-    _git(root, "config", "user.name", "e2e")
-    p = Project(root)
-    p.commit("tiny project")
-    p.corpus = corpus
+    p = tiny_project(tmp_path_factory.mktemp("e2e"))
+    root = p.root
     p.outputs = {}
     # 1. the data stages alone, then again (nothing to do), then a tokenize change
     p.outputs["data"] = p.dvc("repro", "prepare")

@@ -2,7 +2,8 @@
 
 Every stage of one pipeline execution logs into the same MLflow run, found by the tag `mozart.pipeline_key`: the DVC
 experiment name when DVC sets one, else a hash of the full params and the git revision. So after `dvc repro` (or
-`dvc exp run`) one run holds the params, metrics and artifacts of every stage that ran.
+`dvc exp run`) one run holds the params, metrics and artifacts of every stage that ran; under `dvc exp run` the run
+is named after the experiment, as `dvc exp show` lists it.
 
 The tracking URI defaults to `sqlite:///<repo root>/mlflow.db` (the real repo root even inside the temporary copy that
 `dvc exp run --temp` uses); `MLFLOW_TRACKING_URI` overrides it. Tracking never stops the pipeline: if the server is
@@ -178,7 +179,8 @@ def stage_run(stage: str, params: Mapping[str, Any], repo_root: Path, enabled: b
         key = pipeline_key(params, repo_root)
         found = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'",
                                    max_results=1, output_format="list")
-        run = mlflow.start_run(run_id=found[0].info.run_id) if found else mlflow.start_run(run_name=key)
+        run_name = os.environ.get("DVC_EXP_NAME") or key  # `dvc exp run`: the run is named after the experiment
+        run = mlflow.start_run(run_id=found[0].info.run_id) if found else mlflow.start_run(run_name=run_name)
     except Exception as exc:
         _tracking_failed(f"{type(exc).__name__}: {exc}")
         yield StageRun(None, stage)
