@@ -9,6 +9,7 @@ from pathlib import Path
 from mozart.infra.atomic import read_json
 from mozart.errors import ConfigError, DataError
 from mozart.evaluation.metrics import json_safe
+from mozart.evaluation.endings import ending_metrics
 
 MIDI_SUFFIXES = (".mid", ".midi")
 
@@ -244,6 +245,7 @@ def run_stage(cfg, seed: int, repo_root: Path, params: dict) -> dict:
         "test_tokens": total_tokens,
         "decodable_fraction": sum(decodable) / len(decodable),
         "crop_bars": crop_bars,
+        **ending_metrics(samples, gen_scores, [decoded.get(i) for i in real.index], cfg.grid, cfg.use_time_signatures),
         **style_out,
     }
 

@@ -141,7 +141,8 @@ def run_sample(cfg: SampleConfig, seed: int, model_dir: Path, prepared_dir: Path
         for b, batch in enumerate(tqdm(batches(jobs, cfg.batch_size), desc="sample batches", disable=not progress)):
             settings = SamplingSettings(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
                                         repetition_penalty=cfg.repetition_penalty,
-                                        repetition_window=cfg.repetition_window, cfg_scale=batch[0].cfg_scale)
+                                        repetition_window=cfg.repetition_window, cfg_scale=batch[0].cfg_scale,
+                                        end=cfg.end)
             gen = sample_tokens(lm, [j.composer_id for j in batch], settings, n_bars=batch[0].n_bars,
                                 prompt_ids=batch[0].prompt_ids, seed=seed + b, max_new_tokens=cfg.max_tokens)
             new_tokens += sum(gen.n_new)
@@ -157,6 +158,7 @@ def run_sample(cfg: SampleConfig, seed: int, model_dir: Path, prepared_dir: Path
                     "n_bars": int(gen.n_bars[row]), "n_tokens": len(ids), "seconds": round(score_seconds(score), 3),
                     "decodable": bool(decodable), "path": f"{job.sample_id}.mid", "token_ids": [int(t) for t in ids],
                     "prompt_piece_id": job.prompt_piece_id, "prompt_bars": job.prompt_bars,
+                    "target_bars": job.n_bars, "stop_reason": gen.stop_reason[row], "end": cfg.end,
                 })
                 reached.append(gen.stop_reason[row] != "max_tokens")
         settings_record = {**dataclasses.asdict(cfg), "seed": seed, "model_dir": str(model_dir)}
