@@ -129,3 +129,12 @@ def test_blend_names_take_any_spelling_and_weights_are_normalised():
 def test_bad_blends_say_what_is_wrong(query, message):
     with pytest.raises(MozartError, match=message):
         resolve_blend(query, composers_json())
+
+
+def test_progress_reports_rising_bar_counts_up_to_the_length(setup):
+    tok, model, grammar = setup
+    seen: list[int] = []
+    generate(model, _bos(tok, 2), torch.tensor([1, 2]), SamplingSettings(end=True), max_new_tokens=4000,
+             target_bars=6, grammar=grammar, eos_id=tok["EOS_None"], generator=torch.Generator().manual_seed(1),
+             on_progress=seen.append)
+    assert len(seen) >= 2 and seen == sorted(seen) and 0 <= seen[0] and seen[-1] <= 6 and seen[-1] > seen[0]
