@@ -18,6 +18,7 @@ three fixed names inside a job folder whose id is 32 hex digits, so no URL reach
 from __future__ import annotations
 
 import re
+import shutil
 import threading
 import uuid
 from importlib import resources
@@ -100,8 +101,8 @@ def create_app(lm: Any, out_dir: str | Path, soundfont: str) -> Flask:
                 return _error(str(exc), 400)
         if not state.generation_lock.acquire(blocking=False):
             return _error(BUSY, 409)
+        job_id = uuid.uuid4().hex
         try:
-            job_id = uuid.uuid4().hex
             job = Job(job_id, state.out_dir / job_id)
             job.folder.mkdir()
             prompt_path = None
@@ -109,11 +110,11 @@ def create_app(lm: Any, out_dir: str | Path, soundfont: str) -> Flask:
                 prompt_path = job.folder / "prompt.mid"
                 prompt_path.write_bytes(data)
             prompt, bpm, n_bars = plan(piece, lm, prompt_path)
-        except MozartError as exc:
+        except BaseException as exc:
             state.generation_lock.release()
-            return _error(str(exc), 400)
-        except BaseException:
-            state.generation_lock.release()
+            shutil.rmtree(state.out_dir / job_id, ignore_errors=True)  # nothing of a refused request stays
+            if isinstance(exc, MozartError):
+                return _error(str(exc), 400)
             raise
         state.jobs[job.job_id] = job
 

@@ -101,11 +101,12 @@ def test_an_upload_over_the_size_limit_gets_413(client):
     _assert_clear_error(_post(client, length="4", prompt=(big, "big.mid")), 413, "larger than 2 MiB")
 
 
-def test_a_prompt_must_be_shorter_than_the_length(client, tmp_path):
+def test_a_prompt_must_be_shorter_than_the_length(served, client, tmp_path):
     path = tmp_path / "theme.mid"
     scale_score(3).dump_midi(str(path))
     response = _post(client, length="2", prompt_bars="2", prompt=(path.open("rb"), "theme.mid"))
     _assert_clear_error(response, 400, "must be more than the prompt's 2 bars")
+    assert not list(served[1].glob("*/prompt.mid"))  # the refused upload was not kept
 
 
 def test_a_continuation_keeps_the_prompt_and_reaches_the_length(client, tmp_path):
@@ -172,3 +173,29 @@ def test_unknown_routes_and_jobs_answer_json_not_a_traceback(client):
     _assert_clear_error(client.get("/api/jobs/nope"), 404, "no job")
     _assert_clear_error(client.get("/nowhere"), 404, "Not Found")
     _assert_clear_error(client.get("/api/generate"), 405, "Method Not Allowed")
+
+
+def test_progress_shows_the_bars_the_decoder_has_reached(client, monkeypatch):
+    import threading
+
+    import mozart.serve.jobs as jobs
+
+    reached, release = threading.Event(), threading.Event()
+    real = jobs.sample_tokens
+
+    def paused_after_first_report(*args, on_progress, **kwargs):
+        def report(bars):
+            on_progress(bars)
+            if bars > 0 and not reached.is_set():
+                reached.set()
+                release.wait(60)  # hold the decoder here while the test polls
+        return real(*args, on_progress=report, **kwargs)
+    monkeypatch.setattr(jobs, "sample_tokens", paused_after_first_report)
+    job = _post(client, length="12", seed="4").get_json()["job"]
+    try:
+        assert reached.wait(120)
+        status = client.get(f"/api/jobs/{job}").get_json()
+        assert status["state"] == "generating" and 0 < status["bars_done"] < 12 and status["bars_total"] == 12
+    finally:
+        release.set()
+    assert wait_for_job(client, job)["state"] == "done"
