@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                   "list the composers a trained model knows, with their piece counts"),
     "evaluate": ("mozart.commands.evaluate", "add_arguments", "main",
                  "H1/H4 pitch-class entropy, GS grooving similarity and more for MIDI files"),
+    "serve": ("mozart.commands.serve", "add_arguments", "main",
+              "a local web page to generate, listen to and download pieces (Ctrl-C stops it)"),
 }
 
 EPILOG = """The pipeline itself (organize -> tokenize -> prepare -> train -> sample -> evaluate -> render) runs with

@@ -124,6 +124,7 @@ class SampleConfig(_Checked):
     batch_size: int = 8
     max_tokens: int = 16384
     device: str = "auto"
+    end: bool = True                # close each piece at its length (a final chord + EOS) instead of cutting it
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(fluidsynth fluid-soundfont-gm)
 if [[ "${1:-}" == "--test" ]]; then apt_packages+=(chromium); fi
+command -v npm >/dev/null 2>&1 || apt_packages+=(npm)  # the Vega scripts for offline `dvc plots show` (below)
 
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
@@ -29,4 +30,14 @@ if ! $PY -c "import torch" >/dev/null 2>&1; then
   $PY -m pip install -q torch==2.13.0
 fi
 $PY -m pip install -q -e ".[dev]"
+
+# `dvc plots show` offline: DVC's page loads Vega from a CDN, so install vega/vega-lite/vega-embed from the npm registry
+# and point DVC at a template with them inlined (mozart/report/vega_template.py); both live in git-ignored .dvc/tmp/.
+template=.dvc/tmp/plots-offline.html
+if [[ ! -f $template ]] && command -v npm >/dev/null 2>&1; then
+  echo "setup: installing the Vega scripts for offline dvc plots"
+  npm install -s --no-audit --no-fund --no-save --prefix .dvc/tmp/vega vega@5 vega-lite@5 vega-embed@6
+  $PY -m mozart.report.vega_template .dvc/tmp/vega/node_modules "$template"
+fi
+if [[ -f $template ]]; then dvc config --local plots.html_template tmp/plots-offline.html; fi
 echo "setup: done ($($PY -c 'import torch; print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "cpu")'))"

@@ -62,6 +62,8 @@ SAMPLE_METRICS = {"n_samples": 2, "n_free": 1, "n_continuations": 1, "tokens_per
                   "generation_seconds": 0.73, "decodable_fraction": 1.0, "mean_bars": 2.0, "mean_seconds": 3.0,
                   "reached_target_fraction": 0.5, "grammar": True}
 TRAIN = {"val_loss": 1.4945339262485504, "val_bits_per_token": 2.1561566838390958, "train_loss": 2.0952, "steps": 1000}
+TRAIN_CURVE_TSV = ("step\ttrain_loss\tval_loss\tlr\n100\t3.3\t1.95\t0.00099\n200\t2.46\t1.88\t0.00094\n"
+                   "300\t2.1\t1.7\t0.0008\n")
 COMPOSER_TSV = ("composer\tstyle_accuracy\tstyle_accuracy_nocfg\ttest_bits_per_token\tn_generated\th1\th4\tgs\n"
                 "Bach\t0.75\t0.5\t2.31415\t1\t2.2\t2.7\t0.91\n"
                 f"{HOSTILE}\t0.5\t0.25\t2.71828\t1\t2.4\t2.9\t0.93\n")
@@ -80,7 +82,7 @@ def sample_record(sid: str, composer: str, composer_id: int, kind: str = "free",
 
 def make_fixture(root: Path, composer_tsv: bool = True, train: bool = True) -> dict:
     """root/data/samples (2 short MIDI samples + manifest.json) and root/metrics (sample.json, eval.json and,
-    optionally, eval_composers.tsv and train.json). Returns {"samples_dir", "metrics_dir", "reports_dir", "ids"}."""
+    optionally, eval_composers.tsv, train.json and train_curve.tsv). Returns {"samples_dir", "metrics_dir", "reports_dir", "ids"}."""
     samples_dir, metrics_dir = root / "data" / "samples", root / "metrics"
     records = [sample_record("free-01-bach-cfg1.5-1", "Bach", 1),
                sample_record("cont-1-hostile", HOSTILE, 2, kind="continuation",
@@ -95,6 +97,7 @@ def make_fixture(root: Path, composer_tsv: bool = True, train: bool = True) -> d
         (metrics_dir / "eval_composers.tsv").write_text(COMPOSER_TSV)
     if train:
         (metrics_dir / "train.json").write_text(json.dumps(TRAIN))
+        (metrics_dir / "train_curve.tsv").write_text(TRAIN_CURVE_TSV)
     return {"samples_dir": samples_dir, "metrics_dir": metrics_dir, "reports_dir": root / "reports",
             "ids": [r["id"] for r in records], "records": records}
 

@@ -30,7 +30,7 @@ BAD = {
     "sample": {"composers": [""], "n_top_composers": -1, "n_per_composer": -1, "bars": 0, "n_prompts": -1,
                "prompt_bars": 0, "continuation_bars": 1, "temperature": -1, "top_k": -1, "top_p": 0,
                "repetition_penalty": 0, "repetition_window": 0, "cfg_scale": math.nan, "bpm": 1e9,
-               "batch_size": 0, "max_tokens": 0, "device": "gpu"},
+               "batch_size": 0, "max_tokens": 0, "device": "gpu", "end": None},
     "evaluate": {"grid": 0, "use_time_signatures": None, "max_real_pieces": -1, "nll_batches": 0, "device": "x"},
     "render": {"soundfont": " ", "sample_rate": 100},
 }

@@ -93,3 +93,13 @@ def test_metrics_are_small_committed_files():
         for entry in stage.get("metrics", []) + stage.get("plots", []):
             (path, opts), = entry.items()
             assert path.startswith("metrics/") and opts.get("cache") is False, path
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "stages").glob("*.py")))
+def test_no_stage_script_shadows_an_installed_module(script):
+    """Python puts stages/ first on the path of a stage, so stages/tokenize.py would replace the standard library's
+    tokenize and stages/music21.py the music21 package for every import made while the stage runs."""
+    import importlib.util
+
+    name = script.removesuffix(".py")
+    assert importlib.util.find_spec(name) is None or name == "_common", f"stages/{script} shadows module {name!r}"

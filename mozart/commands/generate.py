@@ -12,8 +12,9 @@ from typing import Any
 from mozart.config import SampleConfig
 from mozart.errors import ConfigError, MozartError
 from mozart.generation.engine import (DEFAULT_BARS, DEFAULT_BPM, DEFAULT_MODEL_DIR, DEFAULTS, bars_for_seconds,
-                                      decode_piece, known_composers, load_model_dir, load_prompt, read_composers,
-                                      resolve_composer, sample_tokens, score_seconds, write_midi)
+                                      decode_piece, is_conditioned, known_composers, load_model_dir, load_prompt,
+                                      read_composers, resolve_conditioning, sample_tokens, score_seconds,
+                                      write_midi)
 
 EXAMPLES = """examples:
   mozart generate --composer chopin --bars 32 --out chopin.mid
@@ -21,6 +22,8 @@ EXAMPLES = """examples:
   mozart generate --prompt theme.mid --prompt-bars 8 --bars 32 --composer mozart --out continued.mid
   mozart generate --request "two minutes like Chopin at 90 bpm"
   mozart generate --composer beethoven --cfg 2.0 --temperature 0.9 --top-p 0.9 --seed 7
+  mozart generate --composer "chopin:0.7,debussy:0.3" --bars 16 --out blend.mid
+  mozart generate --composer bach --bars 16 --no-end      # stop at the bar count instead of closing
 """
 
 
@@ -30,7 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL_DIR, metavar="DIR",
                    help=f"trained model directory (default: {DEFAULT_MODEL_DIR})")
     p.add_argument("--composer", metavar="NAME",
-                   help="composer style, any spelling (see `mozart composers`); omit for unconditional")
+                   help="composer style, any spelling (see `mozart composers`), or a blend NAME:WEIGHT,NAME:WEIGHT "
+                        "(e.g. \"chopin:0.7,debussy:0.3\"; weights are normalised, the style is the weighted sum "
+                        "of the composers' embeddings); omit for unconditional")
     p.add_argument("--request", metavar="TEXT",
                    help='plain-English request, e.g. "16 bars like Bach, slow"; explicit options win')
     length = p.add_mutually_exclusive_group()
@@ -49,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"nucleus sampling mass, 1 = off (default {DEFAULTS.top_p:g})")
     p.add_argument("--repetition-penalty", type=float, default=DEFAULTS.repetition_penalty,
                    help=f"penalty on recently used pitches, 1 = off (default {DEFAULTS.repetition_penalty:g})")
+    p.add_argument("--end", action=argparse.BooleanOptionalAction, default=DEFAULTS.end,
+                   help="finish the piece at the requested length: the last bar is one closing chord and the piece "
+                        "ends with EOS (default: on); --no-end stops when the bar count is reached")
     p.add_argument("--num-samples", type=int, default=1, help="pieces to write (default 1)")
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="pieces generated at once")
     p.add_argument("--seed", type=int, help="random seed; the same seed gives the same piece (default: random)")
@@ -65,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # flags that set a SampleConfig field of the same name (their defaults are that field's default: params.yaml's)
-SAMPLE_FLAGS = ("temperature", "top_k", "top_p", "repetition_penalty", "batch_size", "max_tokens")
+SAMPLE_FLAGS = ("temperature", "top_k", "top_p", "repetition_penalty", "batch_size", "max_tokens", "end")
 
 
 def sample_config(args: argparse.Namespace, cfg_scale: float) -> SampleConfig:
@@ -131,8 +139,8 @@ def main(args: argparse.Namespace) -> int:
     composers = read_composers(args.model)
     if args.request:
         _apply_request(args, composers)
-    composer_id, composer_name = resolve_composer(args.composer, composers)
-    if args.cfg_scale is None and composer_id == 0:  # guidance needs a composer to guide towards
+    composer_id, composer_name = resolve_conditioning(args.composer, composers)
+    if args.cfg_scale is None and not is_conditioned(composer_id):  # guidance needs a composer to guide towards
         cfg = dataclasses.replace(cfg, cfg_scale=1.0)
     settings = SamplingSettings.from_config(cfg)
     lm = load_model_dir(args.model, args.device, use_grammar=not args.no_grammar, precision=args.precision)
@@ -143,7 +151,8 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--bars ({n_bars}) must be more than --prompt-bars ({prompt.n_bars}): "
                           "the length counts the prompt's bars too")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    print(f"{composer_name} (composer id {composer_id}), {n_bars} bars at {bpm:g} bpm, cfg {cfg.cfg_scale:g}, "
+    which = "blend" if isinstance(composer_id, list) else f"composer id {composer_id}"
+    print(f"{composer_name} ({which}), {n_bars} bars at {bpm:g} bpm, cfg {cfg.cfg_scale:g}, "
           f"seed {seed}, device {lm.device} ({lm.precision})" + (", grammar off" if lm.grammar is None else ""))
     keep_tempo_tokens = args.bpm is None and bool(lm.tokenizer.config.use_tempos) and prompt is None
     paths = output_paths(args.out, args.num_samples)

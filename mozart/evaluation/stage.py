@@ -11,6 +11,7 @@ from typing import Any
 from mozart.infra.atomic import read_json
 from mozart.errors import DataError
 from mozart.evaluation.metrics import json_safe
+from mozart.evaluation.endings import ending_metrics
 
 MAX_STYLE_TRAIN_PIECES = 400   # bounds the stage's time on a big corpus; a random subset of the train split
 STYLE_SEGMENTS_PER_PIECE = 4   # bar segments per real piece for the style classifier
@@ -204,9 +205,10 @@ def generated_metrics(cfg, samples: list[dict], samples_dir: Path) -> tuple[list
     return rows, scores, int(np.median(measured)) if measured else DEFAULT_BARS
 
 
-def real_metrics(cfg, seed: int, inputs: Inputs, crop_bars: int) -> tuple[Any, Any, dict, list[dict]]:
+def real_metrics(cfg, seed: int, inputs: Inputs, crop_bars: int) -> tuple[Any, Any, dict, list[dict], list]:
     """Phase 2: real test pieces (and train pieces for the style classifier), decoded from the token shards and
-    cropped to `crop_bars`. Returns (train rows, test rows, decoded scores by row, metrics of the real pieces)."""
+    cropped to `crop_bars`. Returns (train rows, test rows, decoded scores by row, metrics of the real pieces, the
+    real pieces' scores)."""
     import pandas as pd
 
     from mozart.evaluation.metrics import piece_metrics
@@ -219,7 +221,7 @@ def real_metrics(cfg, seed: int, inputs: Inputs, crop_bars: int) -> tuple[Any, A
     decoded = dict(zip(wanted.index, _decode_rows(wanted, inputs.reader, inputs.tokenizer, "decode real")))
     rows = [piece_metrics(decoded[i], cfg.grid, cfg.use_time_signatures, max_bars=crop_bars)
             for i in real.index if decoded.get(i) is not None]
-    return train, test, decoded, rows
+    return train, test, decoded, rows, [decoded.get(i) for i in real.index]
 
 
 def test_bits_by_composer(cfg, seed: int, inputs: Inputs, model_dir: Path) -> dict[int, tuple[float, int]]:
@@ -265,7 +267,7 @@ def run(cfg, seed: int, paths) -> dict:
     seed_everything(seed)
     inputs = load_inputs(paths)
     gen_rows, gen_scores, crop_bars = generated_metrics(cfg, inputs.samples, paths.samples_dir)
-    train, test, decoded, real_rows = real_metrics(cfg, seed, inputs, crop_bars)
+    train, test, decoded, real_rows, real_scores = real_metrics(cfg, seed, inputs, crop_bars)
     style_out, style_by_key = _style(train, test, inputs.samples, gen_scores, decoded, inputs.names, crop_bars, seed)
     bits = test_bits_by_composer(cfg, seed, inputs, paths.model_dir)
     total_tokens = sum(n for _, n in bits.values())
@@ -285,6 +287,7 @@ def run(cfg, seed: int, paths) -> dict:
         "test_tokens": total_tokens,
         "decodable_fraction": sum(decodable) / len(decodable),
         "crop_bars": crop_bars,
+        **ending_metrics(inputs.samples, gen_scores, real_scores, cfg.grid, cfg.use_time_signatures),
         **style_out,
     }
     write_json(paths.metrics_json, json_safe(result))

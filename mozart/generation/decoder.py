@@ -13,7 +13,8 @@ Bar/Position/Velocity/Duration repeated freely and only a recent window should c
 log-softmaxed scores, whereas the spec mixes raw logits; both are one line here.
 
 Length: a row stops at EOS, or when it samples the Bar that would open bar `target_bars + 1` (that Bar is dropped, so
-the piece ends with its last bar complete), or after `max_new_tokens`. Beyond the model's context the window slides:
+the piece ends with its last bar complete), or after `max_new_tokens`. With `settings.end` (and a grammar and an EOS
+id) the last bar is a closing sonority ended by EOS instead (mozart.generation.ending). Beyond the model's context the window slides:
 the oldest half is dropped and the rest re-prefilled; the grammar state is per piece, so it carries over.
 
 `decode` (KV cache) and `decode_reference` (full recompute every token, no cache) share the bookkeeping so tests
@@ -25,13 +26,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm import tqdm
 
 from mozart.config import SampleConfig
 from mozart.errors import ConfigError
+from mozart.generation.ending import ClosingRule
 from mozart.generation.grammar import PITCH, RemiGrammar
 
 
@@ -93,6 +95,7 @@ class SamplingSettings:
     repetition_penalty: float = 1.0  # 1 = off
     repetition_window: int = 64     # tokens looked back for the penalty
     cfg_scale: float = 1.0          # 1 = no guidance (the unconditional stream is not computed)
+    end: bool = False               # close the piece at target_bars (mozart.generation.ending) instead of cutting it
 
     @classmethod
     def from_config(cls, cfg: SampleConfig, **overrides: Any) -> "SamplingSettings":
@@ -210,7 +213,8 @@ class _Bookkeeper:
         self.seq[:, :T0] = prompt.to(device)
         self.n = T0  # tokens in the buffer (same for every row; finished rows keep a recorded end)
         self.start = 0 if T0 <= self.context else T0 - self.keep  # first token inside the model's window
-        cid = composer_id.to(device).long()
+        # (B,) composer ids, or (B, n_composers) blend weights; zeros are the unconditional stream either way
+        cid = composer_id.to(device) if composer_id.is_floating_point() else composer_id.to(device).long()
         self.model_cid = torch.cat([cid, torch.zeros_like(cid)]) if settings.guided else cid
         vocab_size = model.config.vocab_size
         penalisable = None
@@ -223,6 +227,8 @@ class _Bookkeeper:
             grammar.feed_prompt(self.grammar_state, self.seq[:, :T0])
             bar_id = grammar.bar_id
         self.grammar = grammar
+        self.closing = (ClosingRule(grammar, target_bars)
+                        if settings.end and grammar is not None and target_bars and eos_id is not None else None)
         self.picker = TokenPicker(settings, vocab_size, penalisable)
         self.bar_id = bar_id if bar_id is not None else -1
         self.eos_id = eos_id if eos_id is not None else -1
@@ -250,6 +256,9 @@ class _Bookkeeper:
         allowed = None
         if self.grammar is not None:
             allowed = self.grammar.allowed(self.grammar_state)
+            if self.closing is not None:
+                allowed = self.closing.restrict(self.grammar_state, allowed)
+                logits = logits + self.closing.eos_bias(self.grammar_state, logits.size(0) // self.B)
             if self.any_finished:
                 allowed |= self.finished[:, None]
         nxt = self.picker(logits, self.seq[:, :self.n], allowed, generator)
@@ -281,12 +290,17 @@ class _Bookkeeper:
 
 
 def _check(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, max_new_tokens: int) -> None:
-    if prompt.dim() != 2 or composer_id.shape != (prompt.size(0),):
-        raise ValueError(f"prompt must be (B, T) and composer_id (B,); got {tuple(prompt.shape)} and "
-                         f"{tuple(composer_id.shape)}")
+    n_composers = model.config.n_composers
+    blend = composer_id.is_floating_point()
+    if prompt.dim() != 2 or composer_id.shape != ((prompt.size(0), n_composers) if blend else (prompt.size(0),)):
+        raise ValueError(f"prompt must be (B, T) and composer_id (B,) ids or (B, n_composers) blend weights; got "
+                         f"{tuple(prompt.shape)} and {tuple(composer_id.shape)}")
     if max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if int(composer_id.max()) >= model.config.n_composers or int(composer_id.min()) < 0:
+    if blend:
+        if bool((composer_id < 0).any()):
+            raise ConfigError(f"composer blend weights must be >= 0: {composer_id.tolist()}")
+    elif int(composer_id.max()) >= model.config.n_composers or int(composer_id.min()) < 0:
         raise ConfigError(f"composer id out of range 0..{model.config.n_composers - 1}: {composer_id.tolist()}")
 
 
@@ -294,11 +308,13 @@ def _check(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, max_new_
 def decode(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings: SamplingSettings, *,
              max_new_tokens: int, target_bars: int | None = None, grammar: RemiGrammar | None = None,
              eos_id: int | None = None, bar_id: int | None = None, generator: torch.Generator | None = None,
-             progress: bool = False) -> Generation:
+             progress: bool = False, on_progress: Callable[[int], None] | None = None) -> Generation:
     """Sample up to `max_new_tokens` after `prompt` (B, T) for every row, with a KV cache (the fast path).
 
-    All rows share the prompt length (the cache has one `pos`); composer_id is (B,). With settings.cfg_scale != 1
-    the batch doubles internally: rows B..2B-1 are the unconditional stream (composer 0) fed the same tokens.
+    All rows share the prompt length (the cache has one `pos`); composer_id is (B,) ids or (B, n_composers) blend
+    weights (MozartGPT.composer_vector). With settings.cfg_scale != 1 the batch doubles internally: rows B..2B-1 are
+    the unconditional stream (composer 0) fed the same tokens. `on_progress(bars)` is called every 32 steps with the
+    bars the slowest row has (for a caller's own progress display, e.g. `mozart serve`).
     """
     _check(model, prompt, composer_id, max_new_tokens)
     t0 = time.perf_counter()
@@ -315,6 +331,8 @@ def decode(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings
         if steps % 32 == 0 and not bar.disable:
             bar.n = int(book.n_bars.min()) if target_bars else steps
             bar.refresh()
+        if steps % 32 == 0 and on_progress is not None:
+            on_progress(int(book.n_bars.min()))
         if steps == max_new_tokens or (book.any_finished and bool(book.finished.all())):
             break
         if book.slide_if_full():  # re-prefill the kept half; the grammar state lives in `book`, untouched

@@ -89,6 +89,55 @@ def resolve_composer(query: str | None, composers: dict[str, Any]) -> tuple[int,
     return composers["names"].index(name), name
 
 
+def is_blend(query: str | None) -> bool:
+    """A blend is written `name:weight,name:weight` (e.g. "chopin:0.7,debussy:0.3"); a plain name is not."""
+    return query is not None and (":" in query or "," in query)
+
+
+def resolve_blend(query: str, composers: dict[str, Any]) -> tuple[list[float], str]:
+    """(weights over the model's composer ids, display name) for "name:weight,name:weight,...".
+
+    Names take any spelling `resolve_composer` accepts (a part without ":weight" weighs 1; "none" is the zero
+    vector, so "chopin:0.5,none:0.5" is Chopin at half strength); weights must be positive numbers and are
+    normalised to sum to 1. The model conditions on the weighted sum of the composers' embeddings
+    (MozartGPT.composer_vector); a blend of one composer is exactly that composer.
+    """
+    n_ids = len(composers["names"])
+    weights = [0.0] * n_ids
+    labels: dict[str, float] = {}
+    for part in (p.strip() for p in query.split(",")):
+        if not part:
+            continue
+        name, sep, weight_text = part.rpartition(":") if ":" in part else (part, "", "1")
+        try:
+            weight = float(weight_text)
+        except ValueError:
+            weight = math.nan
+        if not math.isfinite(weight) or weight <= 0:
+            raise MozartError(f"composer blend {query!r}: the weight of {name.strip() or part!r} must be a positive "
+                              f"number, got {weight_text.strip()!r} (write e.g. \"chopin:0.7,debussy:0.3\")")
+        composer_id, label = resolve_composer(name, composers)
+        weights[composer_id] += weight
+        labels[label] = labels.get(label, 0.0) + weight
+    total = sum(weights)
+    if total <= 0:
+        raise MozartError(f"composer blend {query!r} names no composer: write e.g. \"chopin:0.7,debussy:0.3\"")
+    display = " + ".join(f"{label} {w / total:.0%}" for label, w in labels.items())
+    return [w / total for w in weights], display
+
+
+def resolve_conditioning(query: str | None, composers: dict[str, Any]) -> tuple[int | list[float], str]:
+    """A composer id (plain name, or none) or blend weights (`resolve_blend`), with a display name."""
+    return resolve_blend(query, composers) if is_blend(query) else resolve_composer(query, composers)
+
+
+def is_conditioned(conditioning: int | Sequence[float]) -> bool:
+    """True unless the conditioning is the unconditional composer (id 0, or all weight on it)."""
+    if isinstance(conditioning, int):
+        return conditioning != 0
+    return any(w > 0 for w in list(conditioning)[1:])
+
+
 # ------------------------------------------------------------------------------------------------- prompts and length
 
 def cut_to_bars(ids: Sequence[int], bar_id: int, n_bars: int) -> list[int]:
@@ -157,10 +206,11 @@ def bars_for_seconds(seconds: float, bpm: float) -> int:
 
 # --------------------------------------------------------------------------------------------------------- sampling
 
-def sample_tokens(lm: LoadedModel, composer_ids: Sequence[int], settings: Any, *, n_bars: int,
-                  prompt_ids: Sequence[int] | None = None, seed: int = 0, max_new_tokens: int = 16384,
-                  progress: bool = False) -> Any:
-    """One batch: a row per entry of composer_ids, all continuing the same prompt (default: BOS)."""
+def sample_tokens(lm: LoadedModel, composer_ids: Sequence[int] | Sequence[Sequence[float]], settings: Any, *,
+                  n_bars: int, prompt_ids: Sequence[int] | None = None, seed: int = 0, max_new_tokens: int = 16384,
+                  progress: bool = False, on_progress: Any = None) -> Any:
+    """One batch: a row per entry of composer_ids (an id, or blend weights from `resolve_blend`), all continuing the
+    same prompt (default: BOS). `on_progress(bars)` is passed to the decoder."""
     import torch
 
     from mozart.generation.decoder import decode
@@ -174,7 +224,8 @@ def sample_tokens(lm: LoadedModel, composer_ids: Sequence[int], settings: Any, *
     try:
         return decode(lm.model, rows, torch.tensor(list(composer_ids), device=lm.device), settings,
                         max_new_tokens=max_new_tokens, target_bars=n_bars, grammar=lm.grammar,
-                        eos_id=lm.model.config.eos_id, bar_id=lm.bar_id, generator=generator, progress=progress)
+                        eos_id=lm.model.config.eos_id, bar_id=lm.bar_id, generator=generator, progress=progress,
+                        on_progress=on_progress)
     finally:
         torch.set_num_threads(threads)
 

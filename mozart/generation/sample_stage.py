@@ -151,6 +151,7 @@ def run_sample(cfg: SampleConfig, seed: int, model_dir: Path, prepared_dir: Path
                     "n_bars": int(gen.n_bars[row]), "n_tokens": len(ids), "seconds": round(score_seconds(score), 3),
                     "decodable": bool(decodable), "path": f"{job.sample_id}.mid", "token_ids": [int(t) for t in ids],
                     "prompt_piece_id": job.prompt_piece_id, "prompt_bars": job.prompt_bars,
+                    "target_bars": job.n_bars, "stop_reason": gen.stop_reason[row], "end": cfg.end,
                 })
                 reached.append(gen.stop_reason[row] != "max_tokens")
         settings_record = {**dataclasses.asdict(cfg), "seed": seed, "model_dir": str(model_dir)}

@@ -157,9 +157,18 @@ class MozartGPT(nn.Module):
         """Parameter count (tied weights counted once)."""
         return sum(p.numel() for p in self.parameters())
 
+    def composer_vector(self, composer: torch.Tensor) -> torch.Tensor:
+        """(B, d_model) conditioning: the embedding row of each composer id ((B,) long), or a blend ((B, n_composers)
+        float weights, one row per sample): the weighted sum of the composers' embedding rows. A one-hot row gives
+        that composer's own row exactly (every other product is an exact zero); all-zero weights are unconditional."""
+        if composer.dim() == 2:
+            return composer.to(self.wce.weight.dtype) @ self.wce.weight
+        return self.wce(composer)
+
     def forward(self, idx: torch.Tensor, composer_id: torch.Tensor, targets: torch.Tensor | None = None,
                 cache: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """idx (B, T) long, composer_id (B,) long -> (logits (B, T, vocab), loss or None).
+        """idx (B, T) long, composer_id (B,) long or (B, n_composers) blend weights (see `composer_vector`)
+        -> (logits (B, T, vocab), loss or None).
 
         With `cache` (see docs/CONTRACTS.md) the new tokens sit at positions cache.pos .. cache.pos+T-1.
         The loss ignores targets equal to pad_id and uses `self.label_smoothing`.
@@ -170,7 +179,7 @@ class MozartGPT(nn.Module):
             raise MozartError(f"sequence of {start + T} tokens exceeds the model context of {self.config.context}; "
                               "generate fewer tokens or use a sliding window")
         # wpe rows start..start+T-1 as a slice (same values as looking up arange(start, start+T), one op less)
-        x = self.wte(idx) + self.wpe.weight[start:start + T] + self.wce(composer_id)[:, None, :]
+        x = self.wte(idx) + self.wpe.weight[start:start + T] + self.composer_vector(composer_id)[:, None, :]
         if self.training:
             x = self.drop(x)
         for block in self.blocks:

@@ -195,6 +195,15 @@ def _composer_section(rows: list[dict] | None) -> str:
     return _table([labels.get(h, h) for h in headers], body, "num composers")
 
 
+def _figures_section(figures: list[tuple[str, str]]) -> str:
+    """The training curve and per-composer figures as plain images (they show offline, unlike `dvc plots show`)."""
+    if not figures:
+        return ""
+    items = "\n".join(f'<figure class="panel"><img class="figure" src="{_esc(quote(path))}" alt="{_esc(caption)}">'
+                      f"<figcaption>{_esc(caption)}</figcaption></figure>" for caption, path in figures)
+    return f"<h2>Figures</h2>\n{items}"
+
+
 def _per_piece_metrics(sample: Mapping, eval_metrics: Mapping | None) -> dict | None:
     """Per-sample metrics when some input has them: the manifest record's `metrics`, or eval.json's `samples` /
     `per_sample` (a dict keyed by sample id, or a list of dicts with an `id`)."""
@@ -312,6 +321,8 @@ audio { width: 100%; margin: 4px 0 6px; }
 img.roll { display: block; width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
 .piece-metrics { margin-top: 8px; }
 .warn { color: #a94400; margin: 4px 0; }
+img.figure { max-width: 100%; display: block; }
+figure { margin: 0 0 14px; } figcaption { color: var(--muted); font-size: 13px; }
 footer { margin-top: 30px; color: var(--muted); font-size: 13px; }
 """
 
@@ -319,10 +330,12 @@ footer { margin-top: 30px; color: var(--muted); font-size: 13px; }
 def build_report(samples_dir: str | Path, reports_dir: str | Path, sample_metrics: Mapping | None,
                  eval_metrics: Mapping | None, eval_composers_rows: list[dict] | None,
                  train_metrics: Mapping | None, *, samples: list[dict] | None = None,
-                 render_stats: Mapping[str, Mapping] | None = None) -> Path:
+                 render_stats: Mapping[str, Mapping] | None = None,
+                 figures: list[tuple[str, str]] | None = None) -> Path:
     """Write `reports_dir/index.html` for the samples of `samples_dir/manifest.json` (or `samples`, already loaded)
     and the given metrics; returns its path. Audio and piano rolls are referenced as audio/<id>.wav, rolls/<id>.png
-    (relative, so the page works from file://). `render_stats` (id -> render_wav's result) flags silent samples."""
+    (relative, so the page works from file://). `render_stats` (id -> render_wav's result) flags silent samples.
+    `figures` ((caption, relative PNG path), mozart.report.figures) are shown as images under "Figures"."""
     from mozart.infra.atomic import write_text
 
     if samples is None:
@@ -360,6 +373,7 @@ by composer</p>
 <div class="panel">{_composer_section(eval_composers_rows)}</div>
 <h2>Samples</h2>
 {_samples_section(samples, eval_metrics, stats)}
+{_figures_section(figures or [])}
 <footer>Audio: FluidSynth, General MIDI acoustic grand piano. Piano rolls: pitch against bars, bar lines in grey.
 H1/H4: pitch-class entropy over 1/4-bar windows (bits); GS: grooving similarity; gaps are |generated − real|.</footer>
 </main>

@@ -291,6 +291,7 @@ def render_reports(samples_dir: str | Path, metrics_dir: str | Path, reports_dir
     wall_seconds, index (path of the final index.html).
     """
     from mozart.report import page as report
+    from mozart.report.figures import render_figures
     from mozart.infra.atomic import atomic_dir, read_json
 
     started = time.monotonic()
@@ -313,8 +314,9 @@ def render_reports(samples_dir: str | Path, metrics_dir: str | Path, reports_dir
                   f"{s.get('composer') or 'unknown'} — {s.get('kind') or 'free'} — {sid}")
                  for s, sid in zip(samples, ids)]
         stats = dict(zip(ids, _run_all(calls, workers, progress)))
+        figures = render_figures(metrics_dir, tmp)  # training curve + per-composer plots as images (offline)
         report.build_report(samples_dir, tmp, sample_metrics, eval_metrics, composers, train_metrics,
-                            samples=samples, render_stats=stats)
+                            samples=samples, render_stats=stats, figures=figures)
     return {
         "n_samples": len(samples),
         "audio_seconds": float(sum(r["seconds"] for r in stats.values())),

@@ -147,3 +147,29 @@ def test_precision_defaults_to_int4_on_cpu_and_fp32_is_exact(model_dir, tmp_path
     assert resolve_precision("auto", torch.device("cuda")) == "fp32"
     assert resolve_precision("auto", torch.device("cpu")) == "int4"
     assert resolve_precision("int8", torch.device("cpu")) == "int8"
+
+
+def test_a_blend_of_one_composer_at_weight_one_writes_the_same_bytes_as_that_composer(model_dir, tmp_path, capsys):
+    outs = []
+    for i, composer in enumerate(("chopin", "Chopin:1", "chopin:0.5,bach:0.5")):
+        out = tmp_path / f"b{i}.mid"
+        code, stdout, _ = _run(capsys, "--model", model_dir, "--composer", composer, "--bars", 3, "--seed", 4,
+                               "--device", "cpu", "--precision", "fp32", "--out", out)
+        assert code == 0
+        outs.append(out.read_bytes())
+    assert outs[1] == outs[0]
+    assert outs[2] != outs[0] and "Chopin 50% + Bach 50% (blend)" in stdout
+
+
+def test_end_is_on_by_default_and_no_end_cuts_at_the_bar_count(model_dir, tmp_path, capsys):
+    for flag, last_bar_positions in (([], {"Position_0"}), (["--no-end"], None)):
+        out = tmp_path / f"e{len(flag)}.mid"
+        code, stdout, _ = _run(capsys, "--model", model_dir, "--bars", 3, "--seed", 2, "--out", out, *flag)
+        assert code == 0 and "3 bars" in stdout
+        score = symusic.Score(str(out))
+        onsets = sorted({n.time for t in score.tracks for n in t.notes})
+        last_bar = [t for t in onsets if t >= 2 * 4 * score.ticks_per_quarter]
+        if last_bar_positions:  # the closing chord: every onset of bar 3 on its downbeat
+            assert last_bar == [2 * 4 * score.ticks_per_quarter]
+        else:
+            assert len(last_bar) > 1

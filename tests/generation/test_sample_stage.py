@@ -16,7 +16,7 @@ from sampling_helpers import one_thread, make_model_dir, scale_score, tokenizer 
 
 SAMPLE_KEYS = {"id", "kind", "composer", "composer_id", "cfg_scale", "temperature", "top_k", "top_p",
                "repetition_penalty", "bpm", "n_bars", "n_tokens", "seconds", "decodable", "path", "token_ids",
-               "prompt_piece_id", "prompt_bars"}
+               "prompt_piece_id", "prompt_bars", "target_bars", "stop_reason", "end"}
 CFG = SampleConfig(n_top_composers=2, n_per_composer=1, bars=2, n_prompts=1, prompt_bars=2, continuation_bars=4,
                    batch_size=4, max_tokens=3000, device="cpu")
 
@@ -66,6 +66,8 @@ def test_sample_stage_writes_the_contracted_manifest(stage_dirs):
     assert sorted(free) == sorted([("Chopin", 2, 1.5), ("Chopin", 2, 1.0), ("Bach", 1, 1.5), ("Bach", 1, 1.0),
                                    ("unconditional", 0, 1.0)])
     assert all(s["n_bars"] == 2 for s in samples if s["kind"] == "free")
+    # sample.end (default on): every piece closes by EOS at its length
+    assert all(s["stop_reason"] == "eos" and s["end"] and s["n_bars"] == s["target_bars"] for s in samples)
     assert metrics["n_samples"] == len(samples) == 6 and metrics["decodable_fraction"] == 1.0
     assert metrics["tokens_per_s"] > 0 and metrics["mean_bars"] == pytest.approx((5 * 2 + 4) / 6)
 

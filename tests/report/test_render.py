@@ -146,7 +146,8 @@ def test_render_reports_writes_page_audio_and_rolls(tmp_path):
         assert (reports / "rolls" / f"{i}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = parse((reports / "index.html").read_text(encoding="utf-8"))
     srcs = [a["src"] for t, a in page.tags if t in ("audio", "img")]
-    assert len(srcs) == 4 and all((reports / s).is_file() for s in srcs)  # every reference resolves on disk
+    # 2 players, 2 rolls, the training-curve and per-composer figures: every reference resolves on disk
+    assert len(srcs) == 6 and all((reports / s).is_file() for s in srcs)
     assert "62.5%" in " ".join(page.text) and "2.718" in " ".join(page.text)
     assert _leftovers(tmp_path) == []
 

@@ -1,4 +1,5 @@
-"""Stage music21: the corpus embedded in the music21 package -> data/music21 (MIDI + works.json), the default
+"""Stage music21 (named export_music21.py so it never shadows the `music21` package, which Python would import from
+this folder): the corpus embedded in the music21 package -> data/music21 (MIDI + works.json), the default
 organize.source. When organize.source names another folder it writes an empty export in a second."""
 from __future__ import annotations
 
