@@ -56,7 +56,10 @@ def _error(message: str, status: int) -> tuple[Response, int]:
 
 
 def create_app(lm: Any, out_dir: str | Path, soundfont: str) -> Flask:
-    """The app for one loaded model (mozart.generation.engine.load_model_dir), writing jobs under `out_dir`."""
+    """The app for one loaded model (mozart.generation.engine.load_model_dir), writing jobs under `out_dir`.
+
+    Longer than our usual function on purpose: Flask's app-factory pattern keeps every route beside the one app and
+    state it closes over; each route itself is a few lines that call ServeState / mozart.serve.jobs."""
     app = Flask("mozart.serve")
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES
     state = ServeState(lm, out_dir, soundfont)
