@@ -9,6 +9,10 @@ built beside data/organized and swapped in whole (`mozart.infra.atomic.atomic_di
 `source_path` is relative to the source folder (`music21:<corpus path>` for the embedded corpus), so a manifest is
 the same on every machine. `work_id` is `<Composer>/<folded work key>`: ASAP's `folder` column, else the title;
 a duplicate merges its work with the kept piece's, so prepare never puts the same music in two splits.
+
+Composer labels are matched to the shipped composer list (`mozart.data.composer_catalogue`), once per distinct
+label; `composers.json` beside the manifest records every label, what it became and why
+(`mozart.data.composer_audit`). Placeholder labels (Unknown, Anonymous, Christmas, ...) become composer `Unknown`.
 """
 from __future__ import annotations
 
@@ -16,14 +20,28 @@ import hashlib
 import os
 import re
 import shutil
-import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from mozart.config import OrganizeConfig
+from mozart.data.composer_audit import audit, count_labels, load_user_aliases
+from mozart.data.composer_catalogue import (
+    UNKNOWN,
+    Catalogue,
+    Resolution,
+    default_catalogue,
+    load_entries,
+)
+from mozart.data.midi_check import (  # noqa: F401 (diagnose)
+    UNWRAPPED_REASON,
+    check_midi,
+    diagnose,
+    read_midi_bytes,
+)
+from mozart.data.names import fold, safe_dirname
 from mozart.errors import ConfigError, DataError
-from mozart.data.names import fold, normalize_composer, safe_dirname
+from mozart.infra.atomic import write_json
 
 MANIFEST_COLUMNS = ["source_path", "piece_id", "work_id", "composer", "title", "content_hash", "status", "reason",
                     "out_path"]
@@ -35,13 +53,20 @@ class OrganizeSummary:
     accepted: int
     duplicates: int
     rejected: int
-    composers: int
+    composers: int  # distinct composers of accepted files, `Unknown` not counted
     layout: str
+    labels: int = 0  # distinct composer labels seen
+    merges: int = 0  # labels renamed onto a listed composer spelled differently (all in composers.json)
+    fuzzy_merges: int = 0  # ... of which by a fuzzy match: the ones to check first
+    placeholder_labels: int = 0  # labels that name no composer (Unknown, Anonymous, Christmas, ...)
+    unknown_composer: int = 0  # accepted files whose composer is unknown
 
     def line(self, out_dir: Path) -> str:
         return (f"organize ({self.layout}): {self.files_in} files in, {self.accepted} accepted, "
-                f"{self.duplicates} duplicates, {self.rejected} rejected, {self.composers} composers "
-                f"(list in {out_dir / 'manifest.parquet'})")
+                f"{self.duplicates} duplicates, {self.rejected} rejected; {self.composers} composers from "
+                f"{self.labels} labels ({self.merges} merges, {self.fuzzy_merges} of them fuzzy; "
+                f"{self.placeholder_labels} placeholder labels, {self.unknown_composer} accepted files without a "
+                f"composer) (list in {out_dir / 'manifest.parquet'}, labels in {out_dir / 'composers.json'})")
 
 
 # --------------------------------------------------------------------------------------------------------- layouts
@@ -68,6 +93,7 @@ class SourceFile:
     title: str
     work_key: str = ""  # explicit work grouping (ASAP's folder); empty = composer + title
     reason: str = ""  # set when the file is rejected before reading (a failed music21 conversion)
+    via_prefix: bool = False  # composer = the longest listed name at the start of a prefix-layout file name
 
 
 def list_midi_files(root: Path) -> list[Path]:
@@ -94,11 +120,22 @@ def _giantmidi(root: Path, path: Path) -> SourceFile:
     return SourceFile(path.relative_to(root).as_posix(), path, f"{parts[0]}, {parts[1]}", ", ".join(parts[2:-1]))
 
 
-def _prefix(root: Path, path: Path) -> SourceFile:
-    composer, _, title = path.stem.partition("-")
-    if not title:
-        composer, title = "", composer
-    return SourceFile(path.relative_to(root).as_posix(), path, composer, title.replace("_", " "))
+MAX_PREFIX_PARTS = 4  # dash-separated parts a composer name may span ("carl-philipp-emanuel-bach-...")
+
+
+def _prefix(root: Path, path: Path, catalogue: Catalogue) -> SourceFile:
+    """`Composer - Title` splits at the first ' - '; `composer-title` after the longest listed composer at the start
+    (`saint-saens-danse_macabre`, `rimsky-korsakov-...`), else at the first dash."""
+    rel, stem = path.relative_to(root).as_posix(), path.stem
+    if " - " in stem:
+        composer, _, title = stem.partition(" - ")
+        return SourceFile(rel, path, composer.strip(), title.strip().replace("_", " "))
+    parts = stem.split("-")
+    if len(parts) < 2:
+        return SourceFile(rel, path, "", stem.replace("_", " "))
+    cut = next((k for k in range(min(len(parts) - 1, MAX_PREFIX_PARTS), 1, -1)
+                if catalogue.knows("-".join(parts[:k]))), 1)
+    return SourceFile(rel, path, "-".join(parts[:cut]), "-".join(parts[cut:]).replace("_", " "), via_prefix=cut > 1)
 
 
 def _pick(columns: list[str], wanted: tuple[str, ...]) -> list[str]:
@@ -171,8 +208,9 @@ def detect_layout(root: Path, files: list[Path]) -> str:
     return "folder"
 
 
-def collect_files(root: Path, layout: str) -> tuple[str, list[SourceFile]]:
-    """(layout used, one SourceFile per .mid/.midi file under `root`); clear errors for a missing or empty source."""
+def collect_files(root: Path, layout: str, catalogue: Catalogue | None = None) -> tuple[str, list[SourceFile]]:
+    """(layout used, one SourceFile per .mid/.midi file under `root`); clear errors for a missing or empty source.
+    `catalogue` (default: the shipped composer list) tells the prefix layout where a composer's name ends."""
     if layout not in LAYOUTS:
         raise DataError(f"organize.layout = {layout!r} is not one of {', '.join(LAYOUTS)}")
     if not root.exists():
@@ -190,55 +228,11 @@ def collect_files(root: Path, layout: str) -> tuple[str, list[SourceFile]]:
         if not (root / "metadata.csv").is_file():
             raise DataError(f"organize.layout is csv but {root / 'metadata.csv'} does not exist")
         return layout, _csv(root, files)
-    parse = {"folder": _folder, "giantmidi": _giantmidi, "prefix": _prefix}[layout]
+    if layout == "prefix":
+        catalogue = catalogue or default_catalogue()
+        return layout, [_prefix(root, p, catalogue) for p in files]
+    parse = {"folder": _folder, "giantmidi": _giantmidi}[layout]
     return layout, [parse(root, p) for p in files]
-
-
-# ------------------------------------------------------------------------------------------------------ reading MIDI
-
-def diagnose(data: bytes, error: BaseException | None = None) -> str:
-    """Why `data` is not a usable Standard MIDI File, in words: walks the chunk structure the parser choked on."""
-    if not data:
-        return "empty file"
-    if data[:4] != b"MThd":
-        return "not a MIDI file (RIFF container)" if data[:4] == b"RIFF" else "not a MIDI file"
-    if len(data) < 14:
-        return "truncated header"
-    header_len, _fmt, n_tracks, _division = struct.unpack(">IHHH", data[4:14])
-    if n_tracks == 0:
-        return "zero tracks"
-    pos, found = 8 + header_len, 0
-    while found < n_tracks:
-        if pos + 8 > len(data):
-            return f"truncated file ({found} of {n_tracks} track chunks)"
-        (chunk_len,) = struct.unpack(">I", data[pos + 4:pos + 8])
-        if pos + 8 + chunk_len > len(data):
-            return "truncated track chunk"
-        found += data[pos:pos + 4] == b"MTrk"
-        pos += 8 + chunk_len
-    message = " ".join(str(error).replace("MiniMidi:", "").replace(": iostream error", "").split()) if error else ""
-    return f"parse error: {message}" if message else "parse error"
-
-
-def check_midi(path: str) -> tuple[str, int]:
-    """(sha256, note count) of a readable MIDI file with notes; raises `Rejected` with the reason otherwise.
-    Runs in an isolated worker: the parser may crash or hang on hostile input."""
-    from symusic import Score
-
-    from mozart.infra.isolate import Rejected
-
-    data = Path(path).read_bytes()
-    if not data or data[:4] != b"MThd":
-        raise Rejected(diagnose(data))
-    try:
-        score = Score.from_midi(data)
-    except Exception as exc:  # symusic raises RuntimeError for malformed files; say what is malformed
-        raise Rejected(diagnose(data, exc)) from None
-    if score.ticks_per_quarter <= 0:  # parses, but every tick -> time conversion would divide by zero
-        raise Rejected("invalid MIDI header: time division is 0 ticks per quarter note")
-    if score.note_num() == 0:  # symusic drops empty tracks, so ask the header whether there were any
-        raise Rejected("zero tracks" if data[10:12] == b"\x00\x00" else "no notes")
-    return hashlib.sha256(data).hexdigest(), score.note_num()
 
 
 def _sha256(path: Path) -> str:
@@ -261,9 +255,20 @@ def _unique_name(composer_dir: str, title: str, taken: set[str]) -> str:
     return f"{composer_dir}/{name}"
 
 
-def build_manifest(files: list[SourceFile], timeout_s: float, n_jobs: int) -> list[dict]:
+def resolve_label(catalogue: Catalogue, f: SourceFile) -> Resolution:
+    """What the file's composer label became and why (`prefix` when the prefix layout found a hyphenated name)."""
+    found = catalogue.resolve(f.composer)
+    if f.via_prefix and found.how in ("exact", "alias"):
+        return Resolution(found.composer, "prefix", f"longest listed composer at the start of the name ({found.how})")
+    return found
+
+
+def build_manifest(files: list[SourceFile], timeout_s: float, n_jobs: int,
+                   catalogue: Catalogue | None = None) -> list[dict]:
     """One row per input file, sorted by source_path; decides accepted / duplicate / rejected and names pieces."""
     from mozart.infra.isolate import map_isolated
+
+    catalogue = catalogue or default_catalogue()
 
     files = sorted(files, key=lambda f: f.source_path)
     readable = [f for f in files if not f.reason]
@@ -272,7 +277,7 @@ def build_manifest(files: list[SourceFile], timeout_s: float, n_jobs: int) -> li
     checked = {id(f): o for f, o in zip(readable, outcomes)}
     rows, kept_by_hash, taken = [], {}, set()
     for f in files:
-        composer = normalize_composer(f.composer)
+        composer = resolve_label(catalogue, f).composer
         title = " ".join(f.title.split()) or Path(f.source_path).stem
         work_id = f"{composer}/{fold(f.work_key or title) or fold(Path(f.source_path).stem)}"
         row = {"source_path": f.source_path, "piece_id": "", "composer": composer, "title": title,
@@ -285,14 +290,15 @@ def build_manifest(files: list[SourceFile], timeout_s: float, n_jobs: int) -> li
             row["reason"] = outcome.reason
             row["content_hash"] = _sha256(f.path)
         else:
-            digest = outcome.value[0]
+            digest, _, unwrapped = outcome.value
             row["content_hash"] = digest
             kept = kept_by_hash.get(digest)
             if kept is not None:  # same bytes as a piece already kept: it joins that piece's work for the splits
                 row.update(status="duplicate", reason=f"duplicate of {kept['piece_id']}", work_id=kept["work_id"])
             else:
                 piece_id = _unique_name(safe_dirname(composer), title, taken)
-                row.update(status="accepted", piece_id=piece_id, out_path=f"{piece_id}.mid", reason="")
+                row.update(status="accepted", piece_id=piece_id, out_path=f"{piece_id}.mid",
+                           reason=UNWRAPPED_REASON if unwrapped else "")
                 kept_by_hash[digest] = row
         rows.append(row)
     return _merge_linked_works(rows)
@@ -325,16 +331,35 @@ def _write_outputs(rows: list[dict], files: list[SourceFile], out_dir: Path) -> 
         if row["status"] == "accepted":
             target = out_dir / row["out_path"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path_of[row["source_path"]], target)
+            if row["reason"] == UNWRAPPED_REASON:  # the MIDI file inside the RIFF container, so tokenize can read it
+                target.write_bytes(read_midi_bytes(path_of[row["source_path"]])[0])
+            else:
+                shutil.copyfile(path_of[row["source_path"]], target)
     table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).astype(str)
     table.to_parquet(out_dir / "manifest.parquet", index=False)
 
 
-def summarize(rows: list[dict], layout: str) -> OrganizeSummary:
+def summarize(rows: list[dict], layout: str, resolutions: dict[str, Resolution] | None = None) -> OrganizeSummary:
     status = [r["status"] for r in rows]
-    composers = {r["composer"] for r in rows if r["status"] == "accepted"}
+    accepted = [r["composer"] for r in rows if r["status"] == "accepted"]
+    labels = count_labels(resolutions or {})
     return OrganizeSummary(len(rows), status.count("accepted"), status.count("duplicate"), status.count("rejected"),
-                           len(composers), layout)
+                           len(set(accepted) - {UNKNOWN}), layout, labels.labels, labels.merges, labels.fuzzy,
+                           labels.placeholders, accepted.count(UNKNOWN))
+
+
+def write_audit(files: list[SourceFile], catalogue: Catalogue, out_dir: Path) -> dict[str, Resolution]:
+    """composers.json: every label seen, what it became and why; returns label -> resolution."""
+    resolutions = {f.composer: resolve_label(catalogue, f) for f in sorted(files, key=lambda f: f.source_path)}
+    write_json(out_dir / "composers.json", audit(resolutions, Counter(f.composer for f in files)))
+    return resolutions
+
+
+def load_catalogue(cfg: OrganizeConfig) -> Catalogue:
+    """The shipped composer list, with the user's `organize.aliases` table on top when one is set."""
+    if not cfg.aliases:
+        return default_catalogue()
+    return Catalogue(load_entries(), load_user_aliases(Path(cfg.aliases).expanduser()))
 
 
 # ---------------------------------------------------------------------------------------------------------- stage
@@ -355,14 +380,16 @@ def organize(cfg: OrganizeConfig, source: str | Path, out_dir: Path) -> Organize
     out_dir = Path(out_dir)
     if cfg.n_jobs == 0:
         raise ConfigError("params.yaml: organize.n_jobs must be a worker count or negative (-1 = all cores), not 0")
+    catalogue = load_catalogue(cfg)  # a bad alias table fails before any work
     if source != "music21":  # fail before touching the old output
-        layout, files = collect_files(Path(source), cfg.layout)
+        layout, files = collect_files(Path(source), cfg.layout, catalogue)
     with atomic_dir(out_dir) as tmp:
         if source == "music21":
             staging = tmp / ".music21-export"  # inside the output's temp folder: nothing cached outside data/
             layout, files = "music21", _music21_files(staging, cfg)
-        rows = build_manifest(files, cfg.timeout_s, cfg.n_jobs)
+        rows = build_manifest(files, cfg.timeout_s, cfg.n_jobs, catalogue)
         _write_outputs(rows, files, tmp)
+        resolutions = write_audit(files, catalogue, tmp)
         if source == "music21":
             shutil.rmtree(staging)
-    return summarize(rows, layout)
+    return summarize(rows, layout, resolutions)

@@ -69,7 +69,7 @@ def test_organize_music21_source_writes_manifest_and_nothing_outside(tmp_path, m
     assert set(manifest["composer"]) == {"Mozart", "Clara Schumann"}
     assert manifest["source_path"].str.startswith("music21:").all()
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["organized"]  # staging removed, no caches
-    assert sorted(p.name for p in out.iterdir()) == ["Clara Schumann", "Mozart", "manifest.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["Clara Schumann", "Mozart", "composers.json", "manifest.parquet"]
 
 
 def test_failed_conversion_is_a_rejected_row(tmp_path, monkeypatch):
