@@ -54,12 +54,17 @@ PARTICLES = {"van", "von", "de", "der", "den", "da", "di", "del", "della", "des"
              "fils", "pere", "padre", "sir", "dr"}
 
 
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+_LETTERS_NFKD_KEEPS = str.maketrans({"ß": "ss", "ø": "o", "Ø": "O", "æ": "ae", "Æ": "AE", "ł": "l", "Ł": "L"})
+
+
 def fold(text: str) -> str:
     """Lowercase ASCII words separated by single spaces: 'Dvořák, Antonín' -> 'dvorak antonin'."""
-    text = unicodedata.normalize("NFKD", str(text)).replace("ß", "ss").replace("ø", "o").replace("Ø", "O")
-    text = text.replace("æ", "ae").replace("Æ", "AE").replace("ł", "l").replace("Ł", "L")
-    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", text).split())
+    text = str(text)
+    if not text.isascii():  # the common all-ASCII label skips the Unicode work
+        text = unicodedata.normalize("NFKD", text).translate(_LETTERS_NFKD_KEEPS)
+        text = "".join(c for c in text if not unicodedata.combining(c))
+    return " ".join(_NOT_ALNUM.sub(" ", text.lower()).split())
 
 
 def clean_label(raw: str) -> str:
