@@ -77,6 +77,12 @@ def clean_label(raw: str) -> str:
     return " ".join(text.replace(",", " ").split()).strip(" .-")
 
 
+def _user_key(label: str) -> str:
+    """How a user alias table matches labels: folded, or case-folded when the label has no Latin letters."""
+    text = clean_label(label)
+    return fold(text) or text.casefold()
+
+
 def _title_word(word: str) -> str:
     """Capitalise words written all lower or all upper; keep deliberate casing like 'McDowell' or 'van'."""
     return word.capitalize() if word.islower() or word.isupper() else word
@@ -152,7 +158,7 @@ class Catalogue:
 
     def __init__(self, entries: list[Entry], user_aliases: dict[str, str] | None = None):
         self.entries = entries
-        self.user_aliases = {fold(k): v for k, v in (user_aliases or {}).items() if fold(k)}
+        self.user_aliases = {_user_key(k): v for k, v in (user_aliases or {}).items() if _user_key(k)}
         self.spelling: dict[str, int] = {}  # folded spelling -> entry index
         self.display: set[str] = set()  # folded display and full names (`exact`, not `alias`)
         self.surnames: dict[str, list[int]] = {}  # folded surname (or a listed variant of it) -> entries
@@ -206,14 +212,16 @@ class Catalogue:
     def _resolve(self, raw: str) -> Resolution:
         text = clean_label(raw)
         key = fold(text)
-        if key in self.user_aliases:
-            target = self.user_aliases[key]
+        if _user_key(raw) in self.user_aliases:
+            target = self.user_aliases[_user_key(raw)]
             inner = self._resolve_listed(fold(clean_label(target)), clean_label(target))
             return Resolution(inner.composer, "user alias", f"your alias table says {target!r}")
         return self._resolve_listed(key, text)
 
     def _resolve_listed(self, key: str, text: str, guess: bool = True) -> Resolution | None:
         """The list's answer for a folded label; without `guess` no fuzzy match, and None when unmatched."""
+        if not key and any(c.isalnum() for c in text):  # "Чайковский": letters, none of them Latin
+            return Resolution(text, "unmatched", "no Latin letters to match: add a user alias to merge it")
         placeholder = self.placeholder_kind(key)
         if placeholder is not None:
             return Resolution(UNKNOWN, "placeholder", placeholder)
@@ -299,7 +307,7 @@ class Catalogue:
         """Whether `raw` is a listed spelling, a user alias or a placeholder, without fuzzy guessing (cheap enough
         for every file): the prefix layout's test for where the composer ends in `saint-saens-danse_macabre`."""
         key = fold(clean_label(raw))
-        if key in self.user_aliases:
+        if _user_key(raw) in self.user_aliases:
             return True
         found = self._resolve_listed(key, "", guess=False)
         return found is not None and found.how != "ambiguous"

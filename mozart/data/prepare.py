@@ -28,7 +28,9 @@ class PrepareSummary:
 
     def line(self) -> str:
         d = self.data
-        return (f"prepare: {d['accepted']} pieces of {d['composers']} composers -> {d['n_composer_ids']} composer ids; "
+        unknown = f" ({d['unknown_composer']} without a composer: id 0 only)" if d.get("unknown_composer") else ""
+        return (f"prepare: {d['accepted']} pieces of {d['composers']} composers{unknown} -> {d['n_composer_ids']} "
+                "composer ids; "
                 f"works train/val/test {d['works_train']}/{d['works_val']}/{d['works_test']}; "
                 f"tokens {d['tokens_train']:,}/{d['tokens_val']:,}/{d['tokens_test']:,}")
 

@@ -115,6 +115,12 @@ def test_placeholders_are_not_composers(label):
     assert (found.composer, found.how, found.is_placeholder) == (UNKNOWN, "placeholder", True)
 
 
+def test_a_label_in_another_script_is_kept_not_taken_for_a_placeholder():
+    found = CATALOGUE.resolve("Чайковский")
+    assert (found.composer, found.how) == ("Чайковский", "unmatched")
+    assert Catalogue(CATALOGUE.entries, {"Чайковский": "Tchaikovsky"}).resolve("Чайковский").composer == "Tchaikovsky"
+
+
 def test_christmas_is_recorded_as_a_collection():
     assert CATALOGUE.resolve("Christmas").note == "a collection, not a composer"
 

@@ -131,6 +131,7 @@ def test_unknown_composer_pieces_train_the_unconditional_id_only(tmp_path):
     assert data["unknown_composer"] == 7 and data["composers"] == 5  # Bach, Beethoven, Chopin, Satie, Gustav Lange
     assert data["accepted"] == len(pieces)  # they are still pieces: accounting unchanged
     assert "Unknown" in set(meta["composer"])  # and still in the training data
+    assert "(7 without a composer: id 0 only)" in summary.line()
 
 
 def test_a_corpus_of_only_unknown_composers_is_a_clear_error(tmp_path):
