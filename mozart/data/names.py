@@ -20,8 +20,14 @@ from mozart.data.composer_catalogue import UNKNOWN, default_catalogue, fold
 __all__ = ["KNOWN_COMPOSERS", "UNKNOWN", "closest_composers", "fold", "match_composer", "normalize_composer",
            "safe_dirname"]
 
-# Every composer the list knows by name: lets a request name a composer that a given model lacks.
-KNOWN_COMPOSERS = sorted({entry.name for entry in default_catalogue().entries})
+# Listed composers whose display name is also an everyday English word: a free-text request ("something still and
+# calm for the beach") must not be read as naming William Grant Still or Amy Beach.
+EVERYDAY_WORDS = {"Barber", "Beach", "Berlin", "Bird", "Blow", "Bridge", "Bull", "Cage", "Carpenter", "Croft", "Crumb",
+                  "Door", "Field", "Foster", "German", "Gibbons", "Glass", "Hook", "Ireland", "Kern", "Lack", "Lamb",
+                  "Low", "Marshall", "Martini", "Mason", "Monk", "Parry", "Porter", "Price", "Reich", "Rota", "Rust",
+                  "Shore", "Still", "Turk", "Warlock", "Wolf"}
+# Every composer the list knows by a distinctive name: lets a request name a composer that a given model lacks.
+KNOWN_COMPOSERS = sorted({entry.name for entry in default_catalogue().entries} - EVERYDAY_WORDS)
 
 
 def normalize_composer(raw: str) -> str:

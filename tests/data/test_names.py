@@ -5,7 +5,9 @@ import os
 
 import pytest
 
-from mozart.data.names import closest_composers, match_composer, normalize_composer, safe_dirname
+from mozart.data.names import (EVERYDAY_WORDS, KNOWN_COMPOSERS, closest_composers, match_composer, normalize_composer,
+                               safe_dirname)
+from mozart.generation.request import parse_request
 
 
 @pytest.mark.parametrize("raw, canonical", [
@@ -55,6 +57,15 @@ def test_match_composer_accepts_any_spelling_the_normaliser_maps():
     assert match_composer("leonard", known) == "Robert Leonard"  # a bare surname of a composer not on the list
     assert match_composer("Mozart", known) is None
     assert match_composer("", known) is None
+
+
+def test_everyday_words_in_a_request_are_not_taken_for_composers_the_model_lacks():
+    assert EVERYDAY_WORDS <= {normalize_composer(w) for w in EVERYDAY_WORDS}  # all listed: organize still knows them
+    assert not EVERYDAY_WORDS & set(KNOWN_COMPOSERS) and len(KNOWN_COMPOSERS) > 700
+    req = parse_request("two minutes, still and calm, for a glass of wine on the beach in Berlin", ["Bach"])
+    assert (req.composer, req.missing_composer) == (None, None)
+    assert parse_request("one minute like Rimsky-Korsakov", ["Bach"]).missing_composer == "Rimsky-Korsakov"
+    assert parse_request("one minute like Debusy", ["Debussy"]).composer == "Debussy"  # misspelt, still understood
 
 
 def test_closest_composers_suggests_near_names():
