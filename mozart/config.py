@@ -35,6 +35,7 @@ class OrganizeConfig(_Checked):
     max_works_per_composer: int = 40
     timeout_s: float = 60.0
     n_jobs: int = -1
+    aliases: str = ""  # optional CSV/YAML of label -> composer that overrides the composer list ("" = none)
 
 
 @dataclass(frozen=True)

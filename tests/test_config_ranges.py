@@ -17,7 +17,7 @@ from stage_helpers import FAST, all_paths, assert_one_line_error, make_repo_copy
 # section -> key -> a value of the right type that is out of range (or not finite, or not a valid choice)
 BAD = {
     "organize": {"source": "", "layout": "flat", "min_works_per_composer": 0, "max_works_per_composer": -1,
-                 "timeout_s": 0, "n_jobs": 0},
+                 "timeout_s": 0, "n_jobs": 0, "aliases": None},
     "tokenize": {"method": "ABC", "pitch_min": -1, "pitch_max": 128, "positions_per_beat": 0, "num_velocities": 0,
                  "use_time_signatures": None, "use_tempos": None, "transpose": [0], "n_jobs": 0,
                  "rows_per_shard": 0, "timeout_s": math.inf},

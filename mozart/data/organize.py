@@ -9,22 +9,39 @@ built beside data/organized and swapped in whole (`mozart.infra.atomic.atomic_di
 `source_path` is relative to the source folder (`music21:<corpus path>` for the embedded corpus), so a manifest is
 the same on every machine. `work_id` is `<Composer>/<folded work key>`: ASAP's `folder` column, else the title;
 a duplicate merges its work with the kept piece's, so prepare never puts the same music in two splits.
+
+Composer labels are matched to the shipped composer list (`mozart.data.composer_catalogue`), once per distinct
+label; `composers.json` beside the manifest records every label, what it became and why
+(`mozart.data.composer_audit`). Placeholder labels (Unknown, Anonymous, Christmas, ...) become composer `Unknown`.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import re
 import shutil
-import struct
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from mozart.config import OrganizeConfig
-from mozart.errors import DataError
-from mozart.data.names import fold, normalize_composer, safe_dirname
+from mozart.data.composer_audit import audit, count_labels, load_user_aliases
+from mozart.data.composer_catalogue import (
+    UNKNOWN,
+    Catalogue,
+    Resolution,
+    default_catalogue,
+    load_entries,
+)
+from mozart.data.midi_check import (  # noqa: F401 (diagnose)
+    UNWRAPPED_REASON,
+    check_midi,
+    diagnose,
+    read_midi_bytes,
+)
+from mozart.data.layouts import (LAYOUTS, MIDI_SUFFIXES, SourceFile, collect_files,  # noqa: F401 (re-exported)
+                                 detect_layout, list_midi_files)
+from mozart.data.names import fold, safe_dirname
+from mozart.infra.atomic import write_json
 
 MANIFEST_COLUMNS = ["source_path", "piece_id", "work_id", "composer", "title", "content_hash", "status", "reason",
                     "out_path"]
@@ -36,223 +53,23 @@ class OrganizeSummary:
     accepted: int
     duplicates: int
     rejected: int
-    composers: int
+    composers: int  # distinct composers of accepted files, `Unknown` not counted
     layout: str
+    labels: int = 0  # distinct composer labels seen
+    merges: int = 0  # labels renamed onto a listed composer spelled differently (all in composers.json)
+    fuzzy_merges: int = 0  # ... of which by a fuzzy match: the ones to check first
+    placeholder_labels: int = 0  # labels that name no composer (Unknown, Anonymous, Christmas, ...)
+    unknown_composer: int = 0  # accepted files whose composer is unknown
 
     def line(self, out_dir: Path) -> str:
         return (f"organize ({self.layout}): {self.files_in} files in, {self.accepted} accepted, "
-                f"{self.duplicates} duplicates, {self.rejected} rejected, {self.composers} composers "
-                f"(list in {out_dir / 'manifest.parquet'})")
+                f"{self.duplicates} duplicates, {self.rejected} rejected; {self.composers} composers from "
+                f"{self.labels} labels ({self.merges} merges, {self.fuzzy_merges} of them fuzzy; "
+                f"{self.placeholder_labels} placeholder labels, {self.unknown_composer} accepted files without a "
+                f"composer) (list in {out_dir / 'manifest.parquet'}, labels in {out_dir / 'composers.json'})")
 
 
 # --------------------------------------------------------------------------------------------------------- layouts
-
-MIDI_SUFFIXES = (".mid", ".midi")
-LAYOUTS = ("auto", "folder", "giantmidi", "prefix", "csv")
-# GiantMIDI-Piano: "Surname, Firstname, Title, <11-character YouTube id>.mid"
-_GIANTMIDI_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
-# metadata.csv columns, most specific first: ASAP has midi_score + midi_performance (work = folder),
-# piano-midi.de has midi, MAESTRO has midi_filename + canonical_composer/canonical_title.
-_CSV_PATH_COLUMNS = ("midi_score", "midi_performance", "midi", "midi_filename", "midi_path", "path", "file",
-                     "filename")
-_CSV_COMPOSER_COLUMNS = ("composer", "canonical_composer", "artist")
-_CSV_TITLE_COLUMNS = ("title", "canonical_title", "name")
-_CSV_WORK_COLUMNS = ("folder", "work", "work_id")
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """One input file as a layout reads it (composer raw, normalised later)."""
-    source_path: str  # the manifest's source_path: relative to the source folder (or "music21:<corpus path>")
-    path: Path  # the file to read
-    composer: str
-    title: str
-    work_key: str = ""  # explicit work grouping (ASAP's folder); empty = composer + title
-    reason: str = ""  # set when the file is rejected before reading (a failed music21 conversion)
-
-
-def list_midi_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
-
-
-def _giantmidi_parts(stem: str) -> list[str] | None:
-    parts = [p.strip() for p in stem.split(",")]
-    return parts if len(parts) >= 4 and _GIANTMIDI_ID.match(parts[-1]) else None
-
-
-def _folder(root: Path, path: Path) -> SourceFile:
-    rel = path.relative_to(root)
-    composer = rel.parts[0] if len(rel.parts) > 1 else ""
-    title = " ".join([*rel.parts[1:-1], path.stem])
-    return SourceFile(rel.as_posix(), path, composer, title.replace("_", " "))
-
-
-def _giantmidi(root: Path, path: Path) -> SourceFile:
-    parts = _giantmidi_parts(path.stem)
-    if parts is None:  # not quite the pattern: "Composer, Title" at best
-        head, _, tail = path.stem.partition(",")
-        return SourceFile(path.relative_to(root).as_posix(), path, head if tail else "", tail or head)
-    return SourceFile(path.relative_to(root).as_posix(), path, f"{parts[0]}, {parts[1]}", ", ".join(parts[2:-1]))
-
-
-def _prefix(root: Path, path: Path) -> SourceFile:
-    composer, _, title = path.stem.partition("-")
-    if not title:
-        composer, title = "", composer
-    return SourceFile(path.relative_to(root).as_posix(), path, composer, title.replace("_", " "))
-
-
-def _pick(columns: list[str], wanted: tuple[str, ...]) -> list[str]:
-    lower = {c.lower().strip(): c for c in columns}
-    return [lower[w] for w in wanted if w in lower]
-
-
-def _csv(root: Path, files: list[Path]) -> list[SourceFile]:
-    """metadata.csv rows -> files (matched case-insensitively); files the CSV misses fall back to their folder."""
-    import pandas as pd
-
-    csv_path = root / "metadata.csv"
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise DataError(f"{csv_path} is not a readable CSV ({exc}): fix it or set organize.layout: folder") from None
-    columns = list(table.columns)
-    path_cols, composer_cols = _pick(columns, _CSV_PATH_COLUMNS), _pick(columns, _CSV_COMPOSER_COLUMNS)
-    if not path_cols or not composer_cols:
-        raise DataError(f"{csv_path} needs a composer column ({', '.join(_CSV_COMPOSER_COLUMNS)}) and a MIDI path "
-                        f"column ({', '.join(_CSV_PATH_COLUMNS)}); it has {', '.join(columns)}. "
-                        "Rename them or set organize.layout: folder")
-    title_cols, work_cols = _pick(columns, _CSV_TITLE_COLUMNS), _pick(columns, _CSV_WORK_COLUMNS)
-    by_key = {p.relative_to(root).as_posix().casefold(): p for p in files}
-    listed: dict[Path, tuple[str, str, str]] = {}  # file -> (composer, title, work); first row naming it wins
-    for record in table.to_dict("records"):
-        for col in path_cols:
-            value = record[col].strip().replace("\\", "/").removeprefix("./")
-            path = by_key.get(value.casefold()) if value else None
-            if path is not None and path not in listed:
-                listed[path] = (record[composer_cols[0]], record[title_cols[0]] if title_cols else path.stem,
-                                record[work_cols[0]] if work_cols else "")
-    # Several files under one title (ASAP: the score and its performances) get the file name added to the title.
-    per_title = Counter((composer, title) for composer, title, _ in listed.values())
-    # A file the CSV misses takes the composer of its listed neighbours when they agree, else its folder's name.
-    folder_composers: dict[Path, set[str]] = {}
-    for path, (composer, _, _) in listed.items():
-        folder_composers.setdefault(path.parent, set()).add(composer)
-    # ... or, failing that, the folder layout below the folder all listed files share (piano-midi.de: midis/).
-    base = Path(os.path.commonpath([p.parent for p in listed])) if listed else root
-    out = []
-    for path in files:
-        rel = path.relative_to(root).as_posix()
-        if path in listed:
-            composer, title, work = listed[path]
-            title = title.replace("_", " ").strip() or path.stem
-            if per_title[listed[path][:2]] > 1:
-                work = work or title
-                title = f"{title} ({path.stem})"
-            out.append(SourceFile(rel, path, composer, title, work.strip()))
-        else:
-            neighbours = folder_composers.get(path.parent, set())
-            fallback = _folder(base if base in path.parents else root, path)
-            composer = next(iter(neighbours)) if len(neighbours) == 1 else fallback.composer
-            out.append(SourceFile(rel, path, composer, path.stem.replace("_", " ")))
-    return out
-
-
-def detect_layout(root: Path, files: list[Path]) -> str:
-    """`auto`: csv when metadata.csv exists, else giantmidi when most names match it, else folder when most files
-    sit in a composer folder, else prefix when names look like composer-title, else folder."""
-    if (root / "metadata.csv").is_file():
-        return "csv"
-    if sum(_giantmidi_parts(p.stem) is not None for p in files) * 2 > len(files):
-        return "giantmidi"
-    if sum(len(p.relative_to(root).parts) > 1 for p in files) * 2 > len(files):
-        return "folder"
-    if sum("-" in p.stem for p in files) * 2 > len(files):
-        return "prefix"
-    return "folder"
-
-
-def collect_files(root: Path, layout: str) -> tuple[str, list[SourceFile]]:
-    """(layout used, one SourceFile per .mid/.midi file under `root`); clear errors for a missing or empty source."""
-    if layout not in LAYOUTS:
-        raise DataError(f"organize.layout = {layout!r} is not one of {', '.join(LAYOUTS)}")
-    if not root.exists():
-        raise DataError(f"organize.source folder {root} does not exist: fix organize.source in params.yaml "
-                        "(a folder path, or music21 for the embedded corpus)")
-    if not root.is_dir():
-        raise DataError(f"organize.source {root} is not a folder: point organize.source at a folder of MIDI files")
-    files = list_midi_files(root)
-    if not files:
-        raise DataError(f"organize.source folder {root} has no .mid/.midi files: add some or use "
-                        "organize.source: music21")
-    if layout == "auto":
-        layout = detect_layout(root, files)
-    if layout == "csv":
-        if not (root / "metadata.csv").is_file():
-            raise DataError(f"organize.layout is csv but {root / 'metadata.csv'} does not exist")
-        return layout, [_reject_undecodable(f) for f in _csv(root, files)]
-    parse = {"folder": _folder, "giantmidi": _giantmidi, "prefix": _prefix}[layout]
-    return layout, [_reject_undecodable(parse(root, p)) for p in files]
-
-
-def _reject_undecodable(f: SourceFile) -> SourceFile:
-    """A path that is not valid UTF-8 (Python keeps its bytes as surrogates, which no manifest can store) becomes a
-    rejected row with the bad bytes shown as \\xNN escapes; the other files go on."""
-    def shown(text: str) -> str:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-    if shown(f.source_path) == f.source_path:
-        return f
-    return replace(f, source_path=shown(f.source_path), composer=shown(f.composer), title=shown(f.title),
-                   work_key=shown(f.work_key), reason="path is not valid UTF-8: rename the file or folder to UTF-8")
-
-
-# ------------------------------------------------------------------------------------------------------ reading MIDI
-
-def diagnose(data: bytes, error: BaseException | None = None) -> str:
-    """Why `data` is not a usable Standard MIDI File, in words: walks the chunk structure the parser choked on."""
-    if not data:
-        return "empty file"
-    if data[:4] != b"MThd":
-        return "not a MIDI file (RIFF container)" if data[:4] == b"RIFF" else "not a MIDI file"
-    if len(data) < 14:
-        return "truncated header"
-    header_len, _fmt, n_tracks, _division = struct.unpack(">IHHH", data[4:14])
-    if n_tracks == 0:
-        return "zero tracks"
-    pos, found = 8 + header_len, 0
-    while found < n_tracks:
-        if pos + 8 > len(data):
-            return f"truncated file ({found} of {n_tracks} track chunks)"
-        (chunk_len,) = struct.unpack(">I", data[pos + 4:pos + 8])
-        if pos + 8 + chunk_len > len(data):
-            return "truncated track chunk"
-        found += data[pos:pos + 4] == b"MTrk"
-        pos += 8 + chunk_len
-    message = " ".join(str(error).replace("MiniMidi:", "").replace(": iostream error", "").split()) if error else ""
-    return f"parse error: {message}" if message else "parse error"
-
-
-def check_midi(path: str) -> tuple[str, int]:
-    """(sha256, note count) of a readable MIDI file with notes; raises `Rejected` with the reason otherwise.
-    Runs in an isolated worker: the parser may crash or hang on hostile input."""
-    from symusic import Score
-
-    from mozart.infra.isolate import Rejected
-
-    data = Path(path).read_bytes()
-    if not data or data[:4] != b"MThd":
-        raise Rejected(diagnose(data))
-    try:
-        score = Score.from_midi(data)
-    except Exception as exc:  # symusic raises RuntimeError for malformed files; say what is malformed
-        raise Rejected(diagnose(data, exc)) from None
-    if score.ticks_per_quarter <= 0:  # parses, but every tick -> time conversion would divide by zero
-        raise Rejected("invalid MIDI header: time division is 0 ticks per quarter note")
-    if score.note_num() == 0:  # symusic drops empty tracks, so ask the header whether there were any
-        raise Rejected("zero tracks" if data[10:12] == b"\x00\x00" else "no notes")
-    return hashlib.sha256(data).hexdigest(), score.note_num()
-
 
 def _sha256(path: Path) -> str:
     try:
@@ -274,9 +91,20 @@ def _unique_name(composer_dir: str, title: str, taken: set[str]) -> str:
     return f"{composer_dir}/{name}"
 
 
-def build_manifest(files: list[SourceFile], timeout_s: float, n_jobs: int) -> list[dict]:
+def resolve_label(catalogue: Catalogue, f: SourceFile) -> Resolution:
+    """What the file's composer label became and why (`prefix` when the prefix layout found a hyphenated name)."""
+    found = catalogue.resolve(f.composer)
+    if f.via_prefix and found.how in ("exact", "alias"):
+        return Resolution(found.composer, "prefix", f"longest listed composer at the start of the name ({found.how})")
+    return found
+
+
+def build_manifest(files: list[SourceFile], timeout_s: float, n_jobs: int,
+                   catalogue: Catalogue | None = None) -> list[dict]:
     """One row per input file, sorted by source_path; decides accepted / duplicate / rejected and names pieces."""
     from mozart.infra.isolate import map_isolated
+
+    catalogue = catalogue or default_catalogue()
 
     files = sorted(files, key=lambda f: f.source_path)
     readable = [f for f in files if not f.reason]
@@ -285,7 +113,7 @@ def build_manifest(files: list[SourceFile], timeout_s: float, n_jobs: int) -> li
     checked = {id(f): o for f, o in zip(readable, outcomes)}
     rows, kept_by_hash, taken = [], {}, set()
     for f in files:
-        composer = normalize_composer(f.composer)
+        composer = resolve_label(catalogue, f).composer
         title = " ".join(f.title.split()) or Path(f.source_path).stem
         work_id = f"{composer}/{fold(f.work_key or title) or fold(Path(f.source_path).stem)}"
         row = {"source_path": f.source_path, "piece_id": "", "composer": composer, "title": title,
@@ -298,14 +126,15 @@ def build_manifest(files: list[SourceFile], timeout_s: float, n_jobs: int) -> li
             row["reason"] = outcome.reason
             row["content_hash"] = _sha256(f.path)
         else:
-            digest = outcome.value[0]
+            digest, _, unwrapped = outcome.value
             row["content_hash"] = digest
             kept = kept_by_hash.get(digest)
             if kept is not None:  # same bytes as a piece already kept: it joins that piece's work for the splits
                 row.update(status="duplicate", reason=f"duplicate of {kept['piece_id']}", work_id=kept["work_id"])
             else:
                 piece_id = _unique_name(safe_dirname(composer), title, taken)
-                row.update(status="accepted", piece_id=piece_id, out_path=f"{piece_id}.mid", reason="")
+                row.update(status="accepted", piece_id=piece_id, out_path=f"{piece_id}.mid",
+                           reason=UNWRAPPED_REASON if unwrapped else "")
                 kept_by_hash[digest] = row
         rows.append(row)
     return _merge_linked_works(rows)
@@ -338,16 +167,35 @@ def _write_outputs(rows: list[dict], files: list[SourceFile], out_dir: Path) -> 
         if row["status"] == "accepted":
             target = out_dir / row["out_path"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path_of[row["source_path"]], target)
+            if row["reason"] == UNWRAPPED_REASON:  # the MIDI file inside the RIFF container, so tokenize can read it
+                target.write_bytes(read_midi_bytes(path_of[row["source_path"]])[0])
+            else:
+                shutil.copyfile(path_of[row["source_path"]], target)
     table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).astype(str)
     table.to_parquet(out_dir / "manifest.parquet", index=False)
 
 
-def summarize(rows: list[dict], layout: str) -> OrganizeSummary:
+def summarize(rows: list[dict], layout: str, resolutions: dict[str, Resolution] | None = None) -> OrganizeSummary:
     status = [r["status"] for r in rows]
-    composers = {r["composer"] for r in rows if r["status"] == "accepted"}
+    accepted = [r["composer"] for r in rows if r["status"] == "accepted"]
+    labels = count_labels(resolutions or {})
     return OrganizeSummary(len(rows), status.count("accepted"), status.count("duplicate"), status.count("rejected"),
-                           len(composers), layout)
+                           len(set(accepted) - {UNKNOWN}), layout, labels.labels, labels.merges, labels.fuzzy,
+                           labels.placeholders, accepted.count(UNKNOWN))
+
+
+def write_audit(files: list[SourceFile], catalogue: Catalogue, out_dir: Path) -> dict[str, Resolution]:
+    """composers.json: every label seen, what it became and why; returns label -> resolution."""
+    resolutions = {f.composer: resolve_label(catalogue, f) for f in sorted(files, key=lambda f: f.source_path)}
+    write_json(out_dir / "composers.json", audit(resolutions, Counter(f.composer for f in files)))
+    return resolutions
+
+
+def load_catalogue(cfg: OrganizeConfig) -> Catalogue:
+    """The shipped composer list, with the user's `organize.aliases` table on top when one is set."""
+    if not cfg.aliases:
+        return default_catalogue()
+    return Catalogue(load_entries(), load_user_aliases(Path(cfg.aliases).expanduser()))
 
 
 # ---------------------------------------------------------------------------------------------------------- stage
@@ -367,14 +215,16 @@ def organize(cfg: OrganizeConfig, source: str | Path, out_dir: Path) -> Organize
     from mozart.infra.atomic import atomic_dir
 
     out_dir, source = Path(out_dir), Path(source)
+    catalogue = load_catalogue(cfg)  # a bad alias table fails before any work
     if (source / WORKS_FILE).is_file():
         layout, files = "music21", _music21_files(source)
     else:  # fail before touching the old output
-        layout, files = collect_files(source, cfg.layout)
+        layout, files = collect_files(source, cfg.layout, catalogue)
     with atomic_dir(out_dir) as tmp:
-        rows = build_manifest(files, cfg.timeout_s, cfg.n_jobs)
+        rows = build_manifest(files, cfg.timeout_s, cfg.n_jobs, catalogue)
         _write_outputs(rows, files, tmp)
-    return summarize(rows, layout)
+        resolutions = write_audit(files, catalogue, tmp)
+    return summarize(rows, layout, resolutions)
 
 
 def run(cfg: OrganizeConfig, seed: int | None, paths) -> dict:

@@ -4,6 +4,8 @@ Reads the organize manifest, the tokenize manifest and only the small columns of
 lists), so it takes a second on any corpus. Splits are made per *work* (`work_id`): the performances and duplicates
 of one work always land in the same split, so val/test never hear a piece the model trained on. The split of a work
 depends only on (seed, work_id) through a hash, so it is deterministic and adding a work does not move the others.
+Pieces whose composer is unknown (organize's `Unknown`: placeholder labels such as Anonymous or Christmas) train the
+unconditional id 0 only; they never get a composer id of their own, and metrics/data.json counts them.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from mozart.errors import DataError
 
 UNCONDITIONAL = "<unconditional>"
 OTHER = "OTHER"
+UNKNOWN_COMPOSER = "Unknown"  # organize's composer for placeholder labels (docs/CONTRACTS.md)
 SHARD_COLUMNS = ["piece_id", "composer", "transpose", "n_tokens"]
 
 
@@ -25,7 +28,9 @@ class PrepareSummary:
 
     def line(self) -> str:
         d = self.data
-        return (f"prepare: {d['accepted']} pieces of {d['composers']} composers -> {d['n_composer_ids']} composer ids; "
+        unknown = f" ({d['unknown_composer']} without a composer: id 0 only)" if d.get("unknown_composer") else ""
+        return (f"prepare: {d['accepted']} pieces of {d['composers']} composers{unknown} -> {d['n_composer_ids']} "
+                "composer ids; "
                 f"works train/val/test {d['works_train']}/{d['works_val']}/{d['works_test']}; "
                 f"tokens {d['tokens_train']:,}/{d['tokens_val']:,}/{d['tokens_test']:,}")
 
@@ -112,7 +117,12 @@ def prepare(organized_dir: Path, tokens_dir: Path, prepared_dir: Path, metrics_p
                         f"{Path(tokens_dir) / 'manifest.parquet'}); check organize.source")
 
     pieces = org_accepted.set_index("piece_id").loc[sorted(tok_ok)]
-    n_pieces = pieces.groupby("composer").size().to_dict()
+    known = pieces[pieces["composer"] != UNKNOWN_COMPOSER]
+    if known.empty:
+        raise DataError(f"every accepted piece has an unknown composer (placeholder labels such as Unknown or "
+                        f"Anonymous; see {Path(organized_dir) / 'composers.json'}): give the files composer labels "
+                        "or map the labels with organize.aliases")
+    n_pieces = known.groupby("composer").size().to_dict()
     if max(n_pieces.values()) < cfg.min_pieces:
         # Composer conditioning is the point of the model: with no composer above the bar every piece would share
         # OTHER and `--composer` could never work, so stop here rather than train an unconditional model silently.
@@ -124,7 +134,8 @@ def prepare(organized_dir: Path, tokens_dir: Path, prepared_dir: Path, metrics_p
 
     meta = rows.drop(columns=["composer"]).merge(pieces[["work_id", "composer"]], left_on="piece_id",
                                                  right_index=True, how="left")
-    meta["composer_id"] = meta["composer"].map(composers["composer_to_id"]).astype("int64")
+    to_id = {**composers["composer_to_id"], UNKNOWN_COMPOSER: composers["unconditional_id"]}
+    meta["composer_id"] = meta["composer"].map(to_id).astype("int64")
     meta["split"] = meta["work_id"].map(splits)
     meta = meta[["piece_id", "work_id", "composer", "composer_id", "split", "transpose", "n_tokens", "shard", "row"]]
     meta = meta.astype({"transpose": "int8", "n_tokens": "int32", "row": "int64"}).reset_index(drop=True)
@@ -152,7 +163,8 @@ def _data_metrics(org, tok, meta, pieces, splits: dict[str, str], composers: dic
         "accepted": int(len(pieces)),
         "duplicates": int((org["status"] == "duplicate").sum()),
         "rejected": len(rejected_list),
-        "composers": int(pieces["composer"].nunique()),
+        "composers": int(pieces.loc[pieces["composer"] != UNKNOWN_COMPOSER, "composer"].nunique()),
+        "unknown_composer": int((pieces["composer"] == UNKNOWN_COMPOSER).sum()),
         "n_composer_ids": len(composers["names"]),
         "tokens_train": int(meta.loc[meta["split"] == "train", "n_tokens"].sum()),
         "tokens_val": int(original.loc[original["split"] == "val", "n_tokens"].sum()),

@@ -120,7 +120,7 @@ def _style(train, test, samples, gen_scores, decoded, names, crop_bars: int, see
     def featurise(frame):
         x, y = [], []
         for idx, composer_id in zip(frame.index, frame["composer_id"]):
-            if decoded.get(idx) is not None:
+            if decoded.get(idx) is not None and int(composer_id) != 0:  # id 0 = unknown composer: not a style
                 for f in style.segment_features(decoded[idx], crop_bars, STYLE_SEGMENTS_PER_PIECE):
                     x.append(f)
                     y.append(names[int(composer_id)])

@@ -124,7 +124,8 @@ def test_accepted_files_are_copied_byte_for_byte_with_safe_names(fuzz_run):
         assert not any(part.startswith(("-", ".")) or part.strip() != part for part in Path(r["out_path"]).parts), r
         assert out.read_bytes() == _source_of(r["source_path"], fuzz_run["corpus"]).read_bytes()
     on_disk = {str(p.relative_to(organized)) for p in organized.rglob("*") if p.is_file()}
-    assert on_disk == {r["out_path"] for r in accepted} | {"manifest.parquet"}, "stray files in data/organized"
+    assert on_disk == {r["out_path"] for r in accepted} | {"manifest.parquet", "composers.json"}, \
+        "stray files in data/organized"
 
 
 def test_files_that_cannot_be_piano_music_are_rejected(fuzz_run):

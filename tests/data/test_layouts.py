@@ -108,3 +108,28 @@ def test_csv_without_usable_columns_names_them(tmp_path):
     (tmp_path / "metadata.csv").write_text("author,file_name\nBach,a.mid\n")
     with pytest.raises(MozartError, match="composer column"):
         collect_files(tmp_path, "auto")
+
+
+def test_prefix_layout_takes_the_longest_listed_composer_at_the_start(tmp_path):
+    write_tree(tmp_path, ["saint-saens-danse_macabre.mid", "rimsky-korsakov-flight_of_the_bumblebee.mid",
+                          "vaughan-williams-the_lark.mid", "villa-lobos-choros-no-5.mid", "c-p-e-bach-solfeggietto.mid",
+                          "einaudi-nuvole_bianche.mid", "unknown_artist-waltz.mid"])
+    layout, files = collect_files(tmp_path, "auto")
+    got = {f.source_path: (f.composer, f.title, f.via_prefix) for f in files}
+    assert layout == "prefix"
+    assert got["saint-saens-danse_macabre.mid"] == ("saint-saens", "danse macabre", True)
+    assert got["rimsky-korsakov-flight_of_the_bumblebee.mid"] == ("rimsky-korsakov", "flight of the bumblebee", True)
+    assert got["vaughan-williams-the_lark.mid"][:2] == ("vaughan-williams", "the lark")
+    assert got["villa-lobos-choros-no-5.mid"][:2] == ("villa-lobos", "choros-no-5")
+    assert got["c-p-e-bach-solfeggietto.mid"][:2] == ("c-p-e-bach", "solfeggietto")
+    assert got["einaudi-nuvole_bianche.mid"] == ("einaudi", "nuvole bianche", False)
+    assert got["unknown_artist-waltz.mid"] == ("unknown_artist", "waltz", False)
+
+
+def test_composer_space_dash_space_title_splits_at_the_spaced_dash(tmp_path):
+    write_tree(tmp_path, ["Saint-Saëns - Danse macabre.mid", "Chopin - Nocturne - Op. 9.mid", "Debussy - Rêverie.mid"])
+    layout, files = collect_files(tmp_path, "auto")
+    got = {f.source_path: (f.composer, f.title) for f in files}
+    assert layout == "prefix"
+    assert got["Saint-Saëns - Danse macabre.mid"] == ("Saint-Saëns", "Danse macabre")
+    assert got["Chopin - Nocturne - Op. 9.mid"] == ("Chopin", "Nocturne - Op. 9")

@@ -74,7 +74,7 @@ def test_the_music21_stage_exports_and_organize_reads_the_export_with_its_metada
     assert set(manifest["composer"]) == {"Mozart", "Clara Schumann"}
     assert manifest["source_path"].str.startswith("music21:").all()
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["music21", "organized"]  # no caches elsewhere
-    assert sorted(p.name for p in out.iterdir()) == ["Clara Schumann", "Mozart", "manifest.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["Clara Schumann", "Mozart", "composers.json", "manifest.parquet"]
 
 
 def test_the_music21_stage_skips_the_export_when_organize_reads_another_folder(tmp_path):

@@ -5,7 +5,9 @@ import os
 
 import pytest
 
-from mozart.data.names import closest_composers, match_composer, normalize_composer, safe_dirname
+from mozart.data.names import (EVERYDAY_WORDS, KNOWN_COMPOSERS, closest_composers, match_composer, normalize_composer,
+                               safe_dirname)
+from mozart.generation.request import parse_request
 
 
 @pytest.mark.parametrize("raw, canonical", [
@@ -17,35 +19,53 @@ from mozart.data.names import closest_composers, match_composer, normalize_compo
     ("Moussorgsky", "Mussorgsky"), ("Prokofieff", "Prokofiev"), ("Händel", "Handel"), ("Handel", "Handel"),
     ("Haendel, Georg Friedrich", "Handel"), ("Dvořák, Antonín", "Dvorak"), ("Burgmueller", "Burgmuller"),
     ("Felix Mendelssohn Bartholdy", "Mendelssohn"), ("Carl Philipp Emanuel Bach", "C.P.E. Bach"),
-    ("Schumann, Clara", "Clara Schumann"), ("Schumann, Robert", "Schumann"), ("Christmas", "Traditional"),
+    ("Schumann, Clara", "Clara Schumann"), ("Schumann, Robert", "Schumann"), ("Heinrich Lichner", "Lichner"),
+    ("Ludovico_Einaudi", "Einaudi"), ("Édouard Lalo", "Lalo"), ("Mozzart", "Mozart"), ("Johann Strauss II", "J. Strauss II"),
 ])
 def test_aliases_map_to_one_canonical_name(raw, canonical):
     assert normalize_composer(raw) == canonical
 
 
 @pytest.mark.parametrize("raw, cleaned", [
-    ("Leonard, Robert", "Robert Leonard"), ("GUSTAV LANGE", "Gustav Lange"), ("  heinrich   lichner ", "Heinrich Lichner"),
-    ("Ludovico_Einaudi", "Ludovico Einaudi"), ("", "Unknown"), ("   ", "Unknown"), ("Édouard Lalo", "Édouard Lalo"),
+    ("Leonard, Robert", "Robert Leonard"), ("GUSTAV HOLZMANN", "Gustav Holzmann"),
+    ("  heinrich   wohlgemuth ", "Heinrich Wohlgemuth"), ("Ludovico_Ferraris", "Ludovico Ferraris"),
+    ("Édouard Mignan", "Édouard Mignan"), ("Strauss", "Strauss"),
 ])
-def test_unknown_composers_become_clean_firstname_surname(raw, cleaned):
+def test_composers_not_on_the_list_become_clean_firstname_surname(raw, cleaned):
     assert normalize_composer(raw) == cleaned
 
 
+@pytest.mark.parametrize("raw", ["", "   ", "Christmas", "Anonymous", "unknown_artist", "Trad."])
+def test_empty_and_placeholder_labels_become_unknown(raw):
+    assert normalize_composer(raw) == "Unknown"
+
+
 def test_normalisation_is_idempotent():
-    for raw in ["J.S. Bach", "Leonard, Robert", "Schumann, Clara", "Dvořák", "C.P.E. Bach", "x"]:
+    for raw in ["J.S. Bach", "Leonard, Robert", "Schumann, Clara", "Dvořák", "C.P.E. Bach", "x", "Mozzart", "Strauss",
+                "Christmas", "Heinrich Lichner"]:
         once = normalize_composer(raw)
         assert normalize_composer(once) == once
 
 
 def test_match_composer_accepts_any_spelling_the_normaliser_maps():
-    known = ["Bach", "Chopin", "Rachmaninoff", "Clara Schumann", "Gustav Lange"]
+    known = ["Bach", "Chopin", "Rachmaninoff", "Clara Schumann", "Gustav Lange", "Robert Leonard"]
     assert match_composer("j.s. bach", known) == "Bach"
     assert match_composer("Rachmaninov", known) == "Rachmaninoff"
     assert match_composer("CHOPIN, Frédéric", known) == "Chopin"
     assert match_composer("clara schumann", known) == "Clara Schumann"
-    assert match_composer("lange", known) == "Gustav Lange"  # a bare surname of a composer outside the alias table
+    assert match_composer("lange", known) == "Gustav Lange"  # a model trained before Lange was on the list
+    assert match_composer("leonard", known) == "Robert Leonard"  # a bare surname of a composer not on the list
     assert match_composer("Mozart", known) is None
     assert match_composer("", known) is None
+
+
+def test_everyday_words_in_a_request_are_not_taken_for_composers_the_model_lacks():
+    assert EVERYDAY_WORDS <= {normalize_composer(w) for w in EVERYDAY_WORDS}  # all listed: organize still knows them
+    assert not EVERYDAY_WORDS & set(KNOWN_COMPOSERS) and len(KNOWN_COMPOSERS) > 700
+    req = parse_request("two minutes, still and calm, for a glass of wine on the beach in Berlin", ["Bach"])
+    assert (req.composer, req.missing_composer) == (None, None)
+    assert parse_request("one minute like Rimsky-Korsakov", ["Bach"]).missing_composer == "Rimsky-Korsakov"
+    assert parse_request("one minute like Debusy", ["Debussy"]).composer == "Debussy"  # misspelt, still understood
 
 
 def test_closest_composers_suggests_near_names():

@@ -118,3 +118,28 @@ def test_empty_corpus_and_bad_fractions_are_clear_errors(tmp_path):
         run_prepare(tmp_path / "two", pieces, cfg=PrepareConfig(val_fraction=0.6, test_fraction=0.5))
     with pytest.raises(MozartError, match="run the organize stage"):
         prepare(tmp_path / "nowhere", tmp_path / "nothing", tmp_path / "p", tmp_path / "m.json", PrepareConfig(), 0)
+
+
+def test_unknown_composer_pieces_train_the_unconditional_id_only(tmp_path):
+    pieces = asap_like_pieces(n_works=6, performances=2)
+    pieces += [(f"Unknown/carol{i}", "Unknown", f"Unknown/carol{i}") for i in range(7)]  # more than min_pieces
+    summary, meta, composers = run_prepare(tmp_path, pieces, cfg=PrepareConfig(min_pieces=3))
+    assert "Unknown" not in composers["names"] and "Unknown" not in composers["composer_to_id"]
+    assert set(meta.loc[meta["composer"] == "Unknown", "composer_id"]) == {composers["unconditional_id"]} == {0}
+    assert (meta.loc[meta["composer"] != "Unknown", "composer_id"] > 0).all()
+    data = json.loads((tmp_path / "metrics" / "data.json").read_text())
+    assert data["unknown_composer"] == 7 and data["composers"] == 5  # Bach, Beethoven, Chopin, Satie, Gustav Lange
+    assert data["accepted"] == len(pieces)  # they are still pieces: accounting unchanged
+    assert "Unknown" in set(meta["composer"])  # and still in the training data
+    assert "(7 without a composer: id 0 only)" in summary.line()
+
+
+def test_a_corpus_of_only_unknown_composers_is_a_clear_error(tmp_path):
+    pieces = [(f"Unknown/p{i}", "Unknown", f"Unknown/p{i}") for i in range(6)]
+    with pytest.raises(MozartError, match="every accepted piece has an unknown composer.*organize.aliases"):
+        run_prepare(tmp_path, pieces)
+
+
+def test_data_json_counts_zero_unknown_composers_when_every_label_is_a_composer(tmp_path):
+    run_prepare(tmp_path, asap_like_pieces())
+    assert json.loads((tmp_path / "metrics" / "data.json").read_text())["unknown_composer"] == 0
