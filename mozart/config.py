@@ -6,8 +6,10 @@ params.yaml fails in the first second with a message naming the key and the vali
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +74,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     p_uncond: float = 0.1
     amp: bool = True
-    grad_checkpointing: bool = True
+    grad_checkpointing: bool | str = "auto"  # auto | true | false (mozart.training.gpu_settings)
     compile: bool = False
     device: str = "auto"
     eval_every: int = 500
@@ -138,6 +140,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("tokenize", "method"): ("REMI", "REMIPlus", "MIDILike"),
     ("train", "device"): ("auto", "cpu", "cuda", "mps"),
     ("train", "resume"): ("auto", "never"),
+    ("train", "grad_checkpointing"): ("auto", True, False),
     ("sample", "device"): ("auto", "cpu", "cuda", "mps"),
     ("evaluate", "device"): ("auto", "cpu", "cuda", "mps"),
 }
@@ -152,6 +155,11 @@ def _coerce(section: str, key: str, value: Any, tp: Any) -> Any:
     """Check `value` against the annotated type; ints are accepted where floats are expected."""
     where = f"params.yaml: {section}.{key}"
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # e.g. bool | str: the first member the value fits
+        for member in typing.get_args(tp):
+            with contextlib.suppress(ConfigError):
+                return _coerce(section, key, value, member)
+        raise ConfigError(f"{where} must be {' or '.join(t.__name__ for t in typing.get_args(tp))}, got {value!r}")
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -193,7 +201,7 @@ def build(section: str, mapping: Mapping[str, Any] | None) -> Any:
         kwargs[key] = _coerce(section, key, value, hints[key])
         choices = CHOICES.get((section, key))
         if choices and kwargs[key] not in choices:
-            raise ConfigError(f"params.yaml: {section}.{key} = {value!r} is not one of {', '.join(choices)}")
+            raise ConfigError(f"params.yaml: {section}.{key} = {value!r} is not one of {', '.join(map(str, choices))}")
     return cls(**kwargs)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -81,3 +82,16 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=info.device)
     dist.broadcast(t, src=0)
     return bool(t.item())
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's Python object (e.g. the checkpoint state it chose to resume from, or None) on every rank.
+
+    Other ranks pass anything (None); what they get back is rank 0's. Tensors inside travel pickled through
+    torch.distributed's object collective (on the rank's device with NCCL); `torch.load(weights_only=True)` has
+    already vetted what rank 0 read, and a process group is a trusted channel between our own ranks."""
+    if not info.enabled:
+        return obj
+    holder = [obj if info.is_main else None]
+    dist.broadcast_object_list(holder, src=0, device=info.device if info.device.type == "cuda" else None)
+    return holder[0]

@@ -1,0 +1,54 @@
+"""A diverging run stops with one clear line naming the step and the likely cause, and publishes nothing."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mozart.errors import MozartError, TrainingError
+from mozart.training.trainer import LOG_EVERY, Trainer, TrainPaths, train
+from train_helpers import make_corpus, tiny_configs
+
+
+@pytest.fixture
+def trained_root(tmp_path):
+    """A corpus with a finished run's models/final and metrics, as a later rerun would find them."""
+    root = make_corpus(tmp_path)
+    model_cfg, train_cfg = tiny_configs(max_steps=2, eval_every=2)
+    train(model_cfg, train_cfg, 7, TrainPaths.under(root))
+    return root
+
+
+def published(root):
+    files = sorted((root / "models/final").iterdir()) + [root / "metrics/train.json", root / "metrics/train_curve.tsv"]
+    return {p.name: p.read_bytes() for p in files}
+
+
+@pytest.mark.parametrize("lr", [math.inf, 1e30])
+def test_an_exploding_learning_rate_stops_training_and_leaves_the_published_model(trained_root, lr):
+    before = published(trained_root)
+    model_cfg, train_cfg = tiny_configs(max_steps=50, lr=lr, ckpt_every=1, eval_every=50)
+    with pytest.raises(MozartError) as caught:  # a ConfigError once params validation rejects .inf is fine too
+        train(model_cfg, train_cfg, 7, TrainPaths.under(trained_root))
+    message = str(caught.value)
+    assert "\n" not in message
+    if isinstance(caught.value, TrainingError):
+        step = int(message.split("diverged at step ")[1].split(":")[0])
+        assert step <= LOG_EVERY  # caught within the first logging interval
+        assert "train.lr" in message and "models/final" in message
+    assert published(trained_root) == before  # byte-identical
+
+
+def test_a_diverged_step_writes_no_checkpoint(tmp_path):
+    root = make_corpus(tmp_path)
+    model_cfg, train_cfg = tiny_configs(max_steps=50, lr=math.inf, ckpt_every=1)
+    trainer = Trainer(model_cfg, train_cfg, 7, TrainPaths.under(root))
+    with pytest.raises(TrainingError, match=r"step (\d+)") as caught:
+        trainer.fit()
+    failed_step = int(str(caught.value).split("diverged at step ")[1].split(":")[0])
+    steps = [int(p.stem.split("-")[1]) for p in root.glob("models/checkpoints/*/ckpt-*.pt")]
+    assert all(s < failed_step for s in steps)  # only checkpoints of steps that were still finite
+    for s in steps:
+        state = torch.load(next(root.glob(f"models/checkpoints/*/ckpt-{s:07d}.pt")), weights_only=True)
+        assert all(torch.isfinite(v).all() for v in state["model"].values())
