@@ -75,6 +75,14 @@ def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
     return t.tolist()
 
 
+def all_reduce_mean_(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Average a tensor on this rank's device over ranks, in place (queued: no host synchronisation)."""
+    if info.enabled:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t /= info.world_size
+    return t
+
+
 def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     """Rank 0's decision (e.g. 'time is up') for every rank, so all ranks stop at the same step."""
     if not info.enabled:

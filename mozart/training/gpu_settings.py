@@ -7,7 +7,8 @@ emulation, which trains in bf16 without flash attention (the math kernel materia
 Gradient checkpointing (`train.grad_checkpointing`): `auto` (the default) turns it on only when the estimated peak
 training memory of one micro-batch would not fit in the GPU's free memory; it costs ~30 % more FLOPs (one extra
 forward per block), and the seed recipe (8 x 512, seq 8192, batch 2) needs ~3 GiB without it by this estimate, so it
-is off on every GPU with >= 4 GiB free. On CPU and MPS `auto` means off (no memory limit to read). `true`/`false` force it.
+is off on every GPU with >= 4 GiB free. On CPU and MPS `auto` means off (no memory limit to read). `true`/`false`
+force it.
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ The device is synchronised once per optimizer step (loss and gradient norm read 
 training with a TrainingError before anything is written. `tokens_seen`/`tokens_per_s` count non-PAD targets;
 `padded_tokens_per_s` counts every position.
 
-Outputs (rank 0): models/final/ (see mozart.model.gpt.save_model), metrics/train.json, metrics/train_curve.tsv, resumable
-checkpoints in models/checkpoints/<run>/ (mozart.training.checkpoints).
+Outputs (rank 0): models/final/ (see mozart.model.gpt.save_model), metrics/train.json, metrics/train_curve.tsv,
+resumable checkpoints in models/checkpoints/<run>/ (mozart.training.checkpoints).
 """
 from __future__ import annotations
 
@@ -118,6 +118,8 @@ class Trainer:
         self.checkpoints = CheckpointStore(paths.checkpoint_dir, self.key)
         self.step, self.tokens_seen, self.train_seconds = 0, 0, 0.0
         self.unsynced_tokens = 0  # non-PAD targets of this rank since the last sync_tokens()
+        # device-side loss sums in float64, like the Python float sums they replace (MPS has no float64)
+        self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         self.curve: list[list[float]] = []  # rows of step, train_loss, val_loss, lr
         self.window = [0.0, 0]  # train loss sum and steps since the last curve row
         self.resumed_from = 0
@@ -210,12 +212,11 @@ class Trainer:
 
     # --- steps -----------------------------------------------------------------------------------------------------
     def train_step(self) -> float:
-        """One optimizer step; returns the mean micro-batch loss on this rank. Reads the device once."""
+        """One optimizer step; returns the mean micro-batch loss, averaged over ranks. Reads the device once."""
         cfg = self.cfg
         torch.manual_seed(step_seed(self.seed, self.step, self.dist.rank))  # dropout: a function of (step, rank)
         self.forward_model.train()
-        total = torch.zeros((), dtype=torch.float32 if self.device.type == "mps" else torch.float64,
-                            device=self.device)  # float64 where it exists, like the Python float sum it replaces
+        total = torch.zeros((), dtype=self.sum_dtype, device=self.device)
         batches = self.batches.for_step(self.step)
         for micro, batch in enumerate(batches):
             x, y, cid = (t.to(self.device, non_blocking=True) for t in (batch.inputs, batch.targets,
@@ -232,7 +233,8 @@ class Trainer:
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         # clip_grad_norm_ with an infinite limit scales by exactly 1: it only measures the norm for the check below
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                              cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
         if self.scaler:
             self.scaler.step(self.optimizer)  # skips the step when the fp16 gradients overflowed
             self.scaler.update()
@@ -240,12 +242,14 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        loss_value, norm_value = torch.stack([total, norm.to(total.dtype)]).tolist()
+        # mean over ranks (queued, no extra sync): every rank sees the same loss, so all stop at the same step
+        stats = distributed.all_reduce_mean_(torch.stack([total, norm.to(total.dtype)]), self.dist)
+        loss_value, norm_value = stats.tolist()
         self.check_finite(loss_value, norm_value)
         return loss_value
 
     def check_finite(self, loss: float, grad_norm: float) -> None:
-        """Stop on a non-finite loss or gradient norm (the same on every rank: gradients are averaged first).
+        """Stop on a non-finite loss or gradient norm (both averaged over ranks: every rank decides alike).
 
         With fp16 + GradScaler an overflowing gradient is normal (the step is skipped, the scale halved); only a
         scale already below 1 means the overflow is not a scaling problem. Nothing is written on the way out: the
@@ -276,7 +280,7 @@ class Trainer:
         model = self.model
         model.eval()
         smoothing, model.label_smoothing = model.label_smoothing, 0.0
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        loss_sum = torch.zeros((), dtype=self.sum_dtype, device=self.device)
         n_tokens = 0
         for i, (x, y, cid) in enumerate(self.val_batches):
             if i % self.dist.world_size != self.dist.rank:
@@ -285,7 +289,7 @@ class Trainer:
             x, y, cid = x.to(self.device), y.to(self.device), cid.to(self.device)
             with self.autocast():
                 _, loss = model(x, cid, y)
-            loss_sum += loss.double() * n
+            loss_sum += loss.to(self.sum_dtype) * n
             n_tokens += n
         model.label_smoothing = smoothing
         loss_sum, n_tokens = distributed.all_reduce_sum([loss_sum.item(), float(n_tokens)], self.dist)
@@ -299,16 +303,20 @@ class Trainer:
             on_step: Callable[[int], None] | None = None) -> dict[str, Any] | None:
         """Train to max_steps (or until max_minutes, after a checkpoint). `stop_at_step` ends the process's work
         right after that step's checkpoint, as if killed there (tests); then nothing final is written."""
+        bar = tqdm(total=self.cfg.max_steps, disable=not self.dist.is_main, desc="train", unit="step",
+                   dynamic_ncols=True)
         try:
-            return self._fit(stop_at_step, on_step)
+            return self._fit(bar, stop_at_step, on_step)
         finally:
+            bar.close()  # also when training stops with an error: no half-drawn bar after the message
             self.batches.close()
 
-    def _fit(self, stop_at_step: int | None, on_step: Callable[[int], None] | None) -> dict[str, Any] | None:
+    def _fit(self, bar: tqdm, stop_at_step: int | None,
+             on_step: Callable[[int], None] | None) -> dict[str, Any] | None:
         cfg = self.cfg
         self.maybe_resume()
-        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.dist.is_main, desc="train",
-                   unit="step", dynamic_ncols=True)
+        bar.initial = bar.n = self.step  # a resumed run's bar starts where it left off
+        bar.refresh()
         started, stopped_early = time.time(), False
         while self.step < cfg.max_steps:
             t = time.time()
@@ -327,8 +335,7 @@ class Trainer:
                 self.run.log_metrics({"train_loss": loss, "lr": lr, "tokens_per_s": tokens_per_s}, step=self.step)
             done = self.step == cfg.max_steps
             if self.step % cfg.eval_every == 0 or done:
-                (train_loss,) = distributed.all_reduce_sum([self.window[0] / self.window[1]], self.dist)
-                train_loss /= self.dist.world_size
+                train_loss = self.window[0] / self.window[1]  # already averaged over ranks, step by step
                 val_loss = self.evaluate()
                 self.curve.append([self.step, train_loss, val_loss, lr])
                 self.window = [0.0, 0]
@@ -342,7 +349,6 @@ class Trainer:
             if on_step is not None:
                 on_step(self.step)
             if self.step == stop_at_step:
-                bar.close()
                 return None
             if time_up and not done:
                 self.say(f"train.max_minutes ({cfg.max_minutes}) reached at step {self.step}: stopping early; "

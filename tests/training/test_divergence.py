@@ -52,3 +52,23 @@ def test_a_diverged_step_writes_no_checkpoint(tmp_path):
     for s in steps:
         state = torch.load(next(root.glob(f"models/checkpoints/*/ckpt-{s:07d}.pt")), weights_only=True)
         assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+@pytest.mark.slow
+def test_train_stage_with_an_infinite_lr_exits_2_and_leaves_models_final_byte_identical(tmp_path):
+    """The issue's acceptance, through `python stages/train.py` on the tiny CPU config."""
+    from stage_helpers import assert_one_line_error, file_hashes, make_repo_copy, run_stage, set_params
+
+    root = make_repo_copy(tmp_path / "repo")
+    make_corpus(root)
+    model_cfg, train_cfg = tiny_configs(max_steps=4, eval_every=4, ckpt_every=4, threads=1)
+    set_params(root, {**{f"model.{k}": v for k, v in vars(model_cfg).items()},
+                      **{f"train.{k}": v for k, v in vars(train_cfg).items()}})
+    assert run_stage(root, "train").returncode == 0
+    before = file_hashes(root / "models/final"), file_hashes(root / "metrics")
+    set_params(root, {"train.lr": math.inf, "train.max_steps": 50})
+    proc = run_stage(root, "train")
+    line = assert_one_line_error(proc, "lr")
+    if "diverged" in line:  # else params validation caught .inf first, which is as good
+        assert int(line.split("diverged at step ")[1].split(":")[0]) <= LOG_EVERY
+    assert (file_hashes(root / "models/final"), file_hashes(root / "metrics")) == before
