@@ -8,9 +8,11 @@ the key, the value and what is allowed.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,13 +87,14 @@ class TrainConfig(_Checked):
     label_smoothing: float = 0.1
     p_uncond: float = 0.1
     amp: bool = True
-    grad_checkpointing: bool = True
+    grad_checkpointing: bool | str = "auto"  # auto | true | false (mozart.training.gpu_settings)
     compile: bool = False
     device: str = "auto"
     eval_every: int = 500
     eval_batches: int = 20
     ckpt_every: int = 500
     resume: str = "auto"
+    num_workers: int = 2
     max_minutes: float = 0.0
     threads: int = 0
 
@@ -161,6 +164,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("tokenize", "method"): ("REMI", "REMIPlus", "MIDILike"),
     ("train", "device"): ("auto", "cpu", "cuda", "mps"),
     ("train", "resume"): ("auto", "never"),
+    ("train", "grad_checkpointing"): ("auto", True, False),
     ("sample", "device"): ("auto", "cpu", "cuda", "mps"),
     ("evaluate", "device"): ("auto", "cpu", "cuda", "mps"),
 }
@@ -218,6 +222,8 @@ RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("train", "eval_every"): _between(1, 1e10),
     ("train", "eval_batches"): _between(1, 10_000),
     ("train", "ckpt_every"): _between(1, 1e10),
+    ("train", "num_workers"): (lambda v: 0 <= v <= 64, "0 (crops cut in the training loop) or a thread count in "
+                                                        "[1, 64] (a background thread cuts the next step's crops)"),
     ("train", "max_minutes"): (lambda v: v >= 0, ">= 0 (0 = no limit)"),
     ("train", "threads"): _between(0, 4096),
     ("sample", "composers"): (lambda v: all(s.strip() for s in v), "a list of composer names (none empty)"),
@@ -258,7 +264,7 @@ def check_section(cfg: Any) -> None:
             raise _fail(where, value, "a finite number")
         choices = CHOICES.get((section, f.name))
         if choices and value not in choices:
-            raise _fail(where, value, f"one of {', '.join(choices)}")
+            raise _fail(where, value, f"one of {', '.join(map(str, choices))}")
         rule = RULES.get((section, f.name))
         if rule and not rule[0](value):
             raise _fail(where, value, rule[1])
@@ -304,6 +310,11 @@ def _coerce(section: str, key: str, value: Any, tp: Any) -> Any:
     """Check `value` against the annotated type; ints are accepted where floats are expected."""
     where = f"params.yaml: {section}.{key}"
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # e.g. bool | str: the first member the value fits
+        for member in typing.get_args(tp):
+            with contextlib.suppress(ConfigError):
+                return _coerce(section, key, value, member)
+        raise ConfigError(f"{where} must be {' or '.join(t.__name__ for t in typing.get_args(tp))}, got {value!r}")
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):

@@ -11,3 +11,7 @@ class ConfigError(MozartError):
 
 class DataError(MozartError):
     """The corpus or an intermediate artifact is missing, empty or unusable."""
+
+
+class TrainingError(MozartError):
+    """Training cannot go on usefully (e.g. it diverged); nothing broken was written."""

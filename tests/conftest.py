@@ -22,3 +22,17 @@ def shared_corpora() -> Path:
     if not corpora.is_dir():
         pytest.skip(f"{corpora} is absent: the shared corpora are only beside developer and CI checkouts")
     return corpora
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` skip, with the reason, where torch sees no CUDA device."""
+    cuda_items = [item for item in items if item.get_closest_marker("cuda")]
+    if not cuda_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run benchmarks/gpu_check.sh on a machine with one)")
+    for item in cuda_items:
+        item.add_marker(skip)

@@ -73,6 +73,25 @@ def tiny_configs(**train_overrides) -> tuple[ModelConfig, TrainConfig]:
     return model, TrainConfig(**train)
 
 
+def checkpoint_files(root: Path) -> dict[str, list[str]]:
+    """{run folder name: its checkpoint file names, sorted} under ROOT/models/checkpoints."""
+    ckpts = Path(root) / "models/checkpoints"
+    return {d.name: sorted(p.name for p in d.glob("ckpt-*.pt")) for d in sorted(ckpts.iterdir()) if d.is_dir()}
+
+
+def non_pad_targets(root: Path, steps: int, world_size: int = 1, **train_overrides) -> int:
+    """The non-PAD targets a tiny run trains on in `steps` steps: what tokens_seen must count."""
+    from mozart.data.crops import TrainData
+    from mozart.training.trainer import TrainPaths
+
+    _, cfg = tiny_configs(**train_overrides)
+    paths = TrainPaths.under(Path(root))
+    data = TrainData.load(paths.tokens_dir, paths.prepared_dir)
+    return sum(int((data.train_batch(7, step, rank, micro, cfg.batch_size, cfg.seq_len, cfg.p_uncond)[1]
+                    != data.vocab.pad_id).sum())
+               for step in range(steps) for rank in range(world_size) for micro in range(cfg.grad_accum))
+
+
 def param_vector(model) -> "torch.Tensor":  # noqa: F821
     import torch
 
@@ -100,8 +119,12 @@ if __name__ == "__main__":
     _main(sys.argv[1:])
 
 
-def ddp_worker(rank: int, world_size: int, root: str, port: int) -> None:
-    """torch.multiprocessing.spawn target: one gloo rank of a tiny DDP run; saves its final parameters."""
+def ddp_worker(rank: int, world_size: int, root: str, port: int, stop_at_step: int | None = None,
+               tag: str = "") -> None:
+    """torch.multiprocessing.spawn target: one gloo rank of a tiny DDP run; saves its final parameters and metrics
+    (as rank<R><tag>.*). Ranks other than 0 get a checkpoint folder of their own (ROOT/rank<R>-checkpoints), as on
+    node-local disks: only rank 0 sees the checkpoints."""
+    import dataclasses
     import os
 
     import torch
@@ -115,9 +138,13 @@ def ddp_worker(rank: int, world_size: int, root: str, port: int) -> None:
     torch.set_num_threads(1)
     try:
         model_cfg, train_cfg = tiny_configs(max_steps=4, eval_every=2, ckpt_every=2)
-        trainer = Trainer(model_cfg, train_cfg, 7, TrainPaths.under(Path(root)))
-        metrics = trainer.fit()
-        save_file({"params": param_vector(trainer.model)}, str(Path(root) / f"rank{rank}.safetensors"))
-        (Path(root) / f"rank{rank}.json").write_text(json.dumps(metrics))
+        paths = TrainPaths.under(Path(root))
+        if rank > 0:
+            paths = dataclasses.replace(paths, checkpoint_dir=Path(root) / f"rank{rank}-checkpoints")
+        trainer = Trainer(model_cfg, train_cfg, 7, paths)
+        metrics = trainer.fit(stop_at_step=stop_at_step)
+        save_file({"params": param_vector(trainer.model)}, str(Path(root) / f"rank{rank}{tag}.safetensors"))
+        (Path(root) / f"rank{rank}{tag}.json").write_text(json.dumps(
+            metrics if metrics is not None else {"resumed_from": trainer.resumed_from, "steps": trainer.step}))
     finally:
         distributed.cleanup()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -79,6 +80,14 @@ def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
     return t.tolist()
 
 
+def all_reduce_mean_(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Average a tensor on this rank's device over ranks, in place (queued: no host synchronisation)."""
+    if info.enabled:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t /= info.world_size
+    return t
+
+
 def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     """Rank 0's decision (e.g. 'time is up') for every rank, so all ranks stop at the same step."""
     if not info.enabled:
@@ -86,3 +95,16 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=info.device)
     dist.broadcast(t, src=0)
     return bool(t.item())
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's Python object (e.g. the checkpoint state it chose to resume from, or None) on every rank.
+
+    Other ranks pass anything (None); what they get back is rank 0's. Tensors inside travel pickled through
+    torch.distributed's object collective (on the rank's device with NCCL); `torch.load(weights_only=True)` has
+    already vetted what rank 0 read, and a process group is a trusted channel between our own ranks."""
+    if not info.enabled:
+        return obj
+    holder = [obj if info.is_main else None]
+    dist.broadcast_object_list(holder, src=0, device=info.device if info.device.type == "cuda" else None)
+    return holder[0]

@@ -1,49 +1,43 @@
 """The train stage: fit MozartGPT on random crops, on CPU, one GPU, or many (DDP under torchrun).
 
 One optimizer step = grad_accum micro-batches of batch_size crops on each rank. AdamW (no decay on biases, LayerNorm
-and embeddings), linear warmup + cosine decay, gradient clipping, autocast (bf16 on CPU and bf16-capable GPUs, fp16 +
-GradScaler on older GPUs). Every random choice of a step (crops, CFG drops, dropout) is seeded from
+and embeddings), linear warmup + cosine decay, gradient clipping, autocast and gradient checkpointing as chosen by
+mozart.training.gpu_settings. Every random choice of a step (crops, CFG drops, dropout) is seeded from
 (seed, step, rank), so a run resumed from a checkpoint is bitwise identical to an uninterrupted one on CPU.
 
-Outputs (rank 0): models/final/ (see mozart.model.gpt.save_model), metrics/train.json, metrics/train_curve.tsv, resumable
-checkpoints in models/checkpoints/ (`ckpt-<step>.pt`, the newest two kept; loaded with weights_only=True).
+The device is synchronised once per optimizer step (loss and gradient norm read together); a non-finite one stops
+training with a TrainingError before anything is written. `tokens_seen`/`tokens_per_s` count non-PAD targets;
+`padded_tokens_per_s` counts every position.
+
+Outputs (rank 0): models/final/ (see mozart.model.gpt.save_model), metrics/train.json, metrics/train_curve.tsv,
+resumable checkpoints in models/checkpoints/<run>/ (mozart.training.checkpoints).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import hashlib
-import json
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from tqdm import tqdm
 
-from mozart.training import distributed
-from mozart.infra.atomic import atomic_path, write_json, write_text
 from mozart.config import ModelConfig, TrainConfig, TrainStageConfig, check_across
 from mozart.data.crops import TrainData
+from mozart.errors import TrainingError
+from mozart.infra.atomic import write_json, write_text
 from mozart.paths import TrainPaths  # noqa: F401  (re-exported: tests and benchmarks use it from here)
 from mozart.model.gpt import GPTConfig, MozartGPT, save_model, unwrap
+from mozart.training import distributed
+from mozart.training.batches import StepBatches
+from mozart.training.checkpoints import CheckpointStore, describe_run, resume_key
+from mozart.training.gpu_settings import (choose_amp_dtype, estimate_training_bytes, native_bf16,
+                                          resolve_grad_checkpointing)
 
-# train params that do not change the trained weights: a checkpoint written under other values is still resumable
-NON_STATE_KEYS = ("eval_every", "eval_batches", "ckpt_every", "resume", "max_minutes", "device",
-                  "compile", "threads")
-KEEP_CHECKPOINTS = 2
 LOG_EVERY = 10  # steps between per-step MLflow metrics (each call is a database write)
-
-
-def choose_amp_dtype(device_type: str, enabled: bool, bf16_supported: bool) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None, use GradScaler): bf16 on CPU and bf16-capable CUDA, else fp16 + scaler on CUDA."""
-    if not enabled or device_type not in ("cpu", "cuda"):
-        return None, False   # MPS autocast is still patchy: train it in fp32
-    if device_type == "cpu" or bf16_supported:
-        return torch.bfloat16, False
-    return torch.float16, True
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -58,38 +52,6 @@ def make_optimizer(model: MozartGPT, cfg: TrainConfig, device: torch.device) -> 
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     fused = device.type in ("cuda", "cpu")  # one kernel for all parameters instead of a loop of small ops
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=fused)
-
-
-def resume_key(model_cfg: GPTConfig, cfg: TrainConfig, seed: int, world_size: int, fingerprint: str) -> str:
-    train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NON_STATE_KEYS}
-    blob = {"model": dataclasses.asdict(model_cfg), "train": train, "seed": seed, "world_size": world_size,
-            "data": fingerprint}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
-
-
-def save_checkpoint(directory: Path, step: int, state: dict[str, Any]) -> Path:
-    path = directory / f"ckpt-{step:07d}.pt"
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    for old in sorted(directory.glob("ckpt-*.pt"))[:-KEEP_CHECKPOINTS]:
-        old.unlink(missing_ok=True)
-    return path
-
-
-def load_latest_checkpoint(directory: Path, key: str, say: Callable[[str], None]) -> dict[str, Any] | None:
-    """The newest checkpoint written under the same config and data, else None (with a message saying why)."""
-    paths = sorted(directory.glob("ckpt-*.pt"))
-    if not paths:
-        return None
-    try:
-        state = torch.load(paths[-1], map_location="cpu", weights_only=True)
-    except Exception as exc:  # unreadable: never crash a run over it, start fresh
-        say(f"checkpoint {paths[-1]} is unreadable ({type(exc).__name__}); starting fresh")
-        return None
-    if state.get("key") != key:
-        say(f"checkpoint {paths[-1].name} was written with other model/train params or data; starting fresh")
-        return None
-    return state
 
 
 class Trainer:
@@ -111,15 +73,14 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         torch.manual_seed(seed)  # same initial weights on every rank
         self.model = MozartGPT(self.gpt_config).to(self.device)
-        self.model.gradient_checkpointing = cfg.grad_checkpointing
+        self.model.gradient_checkpointing = self.choose_grad_checkpointing()
         self.model.label_smoothing = cfg.label_smoothing
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         from transformers import get_cosine_schedule_with_warmup
 
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, int(cfg.warmup_frac * cfg.max_steps),
                                                          cfg.max_steps)
-        bf16_ok = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
-        self.amp_dtype, use_scaler = choose_amp_dtype(self.device.type, cfg.amp, bf16_ok)
+        self.amp_dtype, use_scaler = choose_amp_dtype(self.device.type, cfg.amp, native_bf16(self.device))
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.forward_model: torch.nn.Module = self.model
         if self.dist.enabled:
@@ -130,11 +91,35 @@ class Trainer:
         if cfg.compile:
             self.forward_model = torch.compile(self.forward_model)
         self.key = resume_key(self.gpt_config, cfg, seed, self.dist.world_size, self.data.fingerprint)
+        self.checkpoints = CheckpointStore(paths.checkpoint_dir, self.key)
         self.step, self.tokens_seen, self.train_seconds = 0, 0, 0.0
+        self.unsynced_tokens = 0  # non-PAD targets of this rank since the last sync_tokens()
+        # device-side loss sums in float64, like the Python float sums they replace (MPS has no float64)
+        self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         self.curve: list[list[float]] = []  # rows of step, train_loss, val_loss, lr
         self.window = [0.0, 0]  # train loss sum and steps since the last curve row
         self.resumed_from = 0
         self.val_batches = self.data.val_batches(seed, cfg.eval_batches, cfg.batch_size, cfg.seq_len)
+        self.batches = StepBatches(self.train_batch, cfg.grad_accum, vocab.pad_id, background=cfg.num_workers > 0,
+                                   pin=self.device.type == "cuda")
+
+    def train_batch(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        return self.data.train_batch(self.seed, step, self.dist.rank, micro, cfg.batch_size, cfg.seq_len,
+                                     cfg.p_uncond)
+
+    def choose_grad_checkpointing(self) -> bool:
+        cfg, g = self.cfg, self.gpt_config
+
+        def estimate(checkpointing: bool) -> int:
+            return estimate_training_bytes(g.n_layer, g.d_model, g.d_ff, g.vocab_size, self.model.num_params(),
+                                           cfg.batch_size, cfg.seq_len, cfg.amp, checkpointing)
+
+        on = resolve_grad_checkpointing(cfg.grad_checkpointing, self.device, estimate)
+        if on and cfg.grad_checkpointing == "auto":
+            self.say(f"gradient checkpointing on: ~{estimate(False) / 2**30:.1f} GiB per micro-batch without it "
+                     f"would not fit on {self.device}")
+        return on
 
     def say(self, msg: str) -> None:
         if self.dist.is_main:
@@ -154,9 +139,16 @@ class Trainer:
                 "scaler": self.scaler.state_dict() if self.scaler else {}, "rng_torch": torch.get_rng_state()}
 
     def maybe_resume(self) -> None:
-        if self.cfg.resume != "auto":
-            return
-        state = load_latest_checkpoint(self.paths.checkpoint_dir, self.key, self.say)
+        """Rank 0 picks the newest clean checkpoint of this run (or none) and every rank loads what it picked."""
+        state = None
+        if self.dist.is_main:
+            for stale in self.checkpoints.remove_stale_temp_files():
+                self.say(f"removed {stale.name}, left by a checkpoint write that was killed")
+            if self.cfg.resume == "auto":
+                state = self.checkpoints.load_newest(self.say)
+                if state is None:
+                    self.say_why_fresh()
+        state = distributed.broadcast_object(state, self.dist)
         if state is None:
             return
         self.model.load_state_dict(state["model"])
@@ -169,24 +161,42 @@ class Trainer:
         self.train_seconds, self.curve = float(state["train_seconds"]), [list(r) for r in state["curve"]]
         self.window = [float(state["window"][0]), int(state["window"][1])]
         self.resumed_from = self.step
-        self.say(f"resuming from checkpoint at step {self.step}")
+        self.say(f"resuming from checkpoint at step {self.step} ({self.checkpoints.directory})")
+
+    def say_why_fresh(self) -> None:
+        root = self.checkpoints.root
+        others = [d for d in root.glob("*/") if d != self.checkpoints.directory and any(d.glob("ckpt-*.pt"))]
+        if others or any(root.glob("ckpt-*.pt")):
+            self.say(f"no checkpoint of this run in {self.checkpoints.directory}: the {len(others)} other run "
+                     f"folder(s) in {root} hold other model/train params, seed, GPU count or data and are left "
+                     "untouched (delete them to free disk); starting fresh")
 
     def checkpoint(self) -> None:
+        self.check_finite_weights()
+        self.sync_tokens()
         if self.dist.is_main:
-            save_checkpoint(self.paths.checkpoint_dir, self.step, self.state())
+            description = describe_run(dataclasses.asdict(self.gpt_config), dataclasses.asdict(self.cfg), self.seed,
+                                       self.dist.world_size)
+            self.checkpoints.save(self.step, self.state(), description)
         distributed.barrier(self.dist)
+
+    def sync_tokens(self) -> None:
+        """Add every rank's non-PAD tokens since the last call to tokens_seen (a collective: call on all ranks)."""
+        (total,) = distributed.all_reduce_sum([float(self.unsynced_tokens)], self.dist)
+        self.tokens_seen += int(total)
+        self.unsynced_tokens = 0
 
     # --- steps -----------------------------------------------------------------------------------------------------
     def train_step(self) -> float:
-        """One optimizer step; returns the mean micro-batch loss on this rank."""
+        """One optimizer step; returns the mean micro-batch loss, averaged over ranks. Reads the device once."""
         cfg = self.cfg
         torch.manual_seed(step_seed(self.seed, self.step, self.dist.rank))  # dropout: a function of (step, rank)
         self.forward_model.train()
-        total = 0.0
-        for micro in range(cfg.grad_accum):
-            x, y, cid = self.data.train_batch(self.seed, self.step, self.dist.rank, micro, cfg.batch_size,
-                                              cfg.seq_len, cfg.p_uncond)
-            x, y, cid = x.to(self.device), y.to(self.device), cid.to(self.device)
+        total = torch.zeros((), dtype=self.sum_dtype, device=self.device)
+        batches = self.batches.for_step(self.step)
+        for micro, batch in enumerate(batches):
+            x, y, cid = (t.to(self.device, non_blocking=True) for t in (batch.inputs, batch.targets,
+                                                                          batch.composer_ids))
             last = micro == cfg.grad_accum - 1
             sync = contextlib.nullcontext() if last or not self.dist.enabled else self.forward_model.no_sync()
             with sync:
@@ -194,19 +204,51 @@ class Trainer:
                     _, loss = self.forward_model(x, cid, y)
                 loss = loss / cfg.grad_accum
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
-            total += loss.item()
+            total += loss.detach()
+        self.unsynced_tokens += sum(b.n_real for b in batches)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        # clip_grad_norm_ with an infinite limit scales by exactly 1: it only measures the norm for the check below
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                              cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
         if self.scaler:
-            self.scaler.step(self.optimizer)
+            self.scaler.step(self.optimizer)  # skips the step when the fp16 gradients overflowed
             self.scaler.update()
         else:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total
+        # mean over ranks (queued, no extra sync): every rank sees the same loss, so all stop at the same step
+        stats = distributed.all_reduce_mean_(torch.stack([total, norm.to(total.dtype)]), self.dist)
+        loss_value, norm_value = stats.tolist()
+        self.check_finite(loss_value, norm_value)
+        return loss_value
+
+    def check_finite(self, loss: float, grad_norm: float) -> None:
+        """Stop on a non-finite loss or gradient norm (both averaged over ranks: every rank decides alike).
+
+        With fp16 + GradScaler an overflowing gradient is normal (the step is skipped, the scale halved); only a
+        scale already below 1 means the overflow is not a scaling problem. Nothing is written on the way out: the
+        last checkpoint, models/final and metrics/train.json stay as they were."""
+        if math.isfinite(loss) and (math.isfinite(grad_norm) or (self.scaler and self.scaler.get_scale() >= 1.0)):
+            return
+        raise self.diverged(self.step + 1, f"loss {loss}, gradient norm {grad_norm}")
+
+    def check_finite_weights(self) -> None:
+        """Before anything is saved: the update of a step whose loss was still finite can overflow the weights."""
+        if not torch.stack([p.isfinite().all() for p in self.model.parameters()]).all().item():
+            raise self.diverged(self.step, "the weights are no longer finite")
+
+    def diverged(self, step: int, what: str) -> TrainingError:
+        if self.scaler:
+            cause = "an fp16 AMP overflow the loss scaler could not absorb (set train.amp: false, or lower train.lr)"
+        elif self.amp_dtype is not None:
+            cause = (f"train.lr ({self.cfg.lr:g}) too high, or a bf16 AMP overflow (lower train.lr; train.amp: false "
+                     "rules AMP out)")
+        else:
+            cause = f"train.lr ({self.cfg.lr:g}) too high (lower it, or raise train.warmup_frac)"
+        return TrainingError(f"training diverged at step {step}: {what}; likely cause: {cause}; models/final and "
+                             "metrics/train.json were left as they were")
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -214,48 +256,62 @@ class Trainer:
         model = self.model
         model.eval()
         smoothing, model.label_smoothing = model.label_smoothing, 0.0
-        loss_sum, n_tokens = 0.0, 0.0
+        loss_sum = torch.zeros((), dtype=self.sum_dtype, device=self.device)
+        n_tokens = 0
         for i, (x, y, cid) in enumerate(self.val_batches):
             if i % self.dist.world_size != self.dist.rank:
                 continue
+            n = int((y != self.gpt_config.pad_id).sum())  # counted on the host: no device sync
             x, y, cid = x.to(self.device), y.to(self.device), cid.to(self.device)
             with self.autocast():
                 _, loss = model(x, cid, y)
-            n = (y != self.gpt_config.pad_id).sum().item()
-            loss_sum += loss.item() * n
+            loss_sum += loss.to(self.sum_dtype) * n
             n_tokens += n
         model.label_smoothing = smoothing
-        loss_sum, n_tokens = distributed.all_reduce_sum([loss_sum, n_tokens], self.dist)
-        return loss_sum / max(n_tokens, 1.0)
+        loss_sum, n_tokens = distributed.all_reduce_sum([loss_sum.item(), float(n_tokens)], self.dist)
+        val_loss = loss_sum / max(n_tokens, 1.0)
+        if not math.isfinite(val_loss):
+            raise self.diverged(self.step, f"validation loss {val_loss}")
+        return val_loss
 
     # --- the loop --------------------------------------------------------------------------------------------------
     def fit(self, stop_at_step: int | None = None,
             on_step: Callable[[int], None] | None = None) -> dict[str, Any] | None:
         """Train to max_steps (or until max_minutes, after a checkpoint). `stop_at_step` ends the process's work
         right after that step's checkpoint, as if killed there (tests); then nothing final is written."""
+        bar = tqdm(total=self.cfg.max_steps, disable=not self.dist.is_main, desc="train", unit="step",
+                   dynamic_ncols=True)
+        try:
+            return self._fit(bar, stop_at_step, on_step)
+        finally:
+            bar.close()  # also when training stops with an error: no half-drawn bar after the message
+            self.batches.close()
+
+    def _fit(self, bar: tqdm, stop_at_step: int | None,
+             on_step: Callable[[int], None] | None) -> dict[str, Any] | None:
         cfg = self.cfg
         self.maybe_resume()
-        tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum * self.dist.world_size
-        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not self.dist.is_main, desc="train",
-                   unit="step", dynamic_ncols=True)
+        bar.initial = bar.n = self.step  # a resumed run's bar starts where it left off
+        bar.refresh()
         started, stopped_early = time.time(), False
         while self.step < cfg.max_steps:
             t = time.time()
             loss = self.train_step()
             self.train_seconds += time.time() - t
             self.step += 1
-            self.tokens_seen += tokens_per_step
             self.window = [self.window[0] + loss, self.window[1] + 1]
             lr = self.scheduler.get_last_lr()[0]
+            log_now = self.step % LOG_EVERY == 0
+            if not self.dist.enabled or log_now:  # one collective per LOG_EVERY steps under DDP
+                self.sync_tokens()
             tokens_per_s = self.tokens_seen / max(self.train_seconds, 1e-9)
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
             bar.update(1)
-            if self.run is not None and self.dist.is_main and self.step % LOG_EVERY == 0:
+            if self.run is not None and self.dist.is_main and log_now:
                 self.run.log_metrics({"train_loss": loss, "lr": lr, "tokens_per_s": tokens_per_s}, step=self.step)
             done = self.step == cfg.max_steps
             if self.step % cfg.eval_every == 0 or done:
-                (train_loss,) = distributed.all_reduce_sum([self.window[0] / self.window[1]], self.dist)
-                train_loss /= self.dist.world_size
+                train_loss = self.window[0] / self.window[1]  # already averaged over ranks, step by step
                 val_loss = self.evaluate()
                 self.curve.append([self.step, train_loss, val_loss, lr])
                 self.window = [0.0, 0]
@@ -269,7 +325,6 @@ class Trainer:
             if on_step is not None:
                 on_step(self.step)
             if self.step == stop_at_step:
-                bar.close()
                 return None
             if time_up and not done:
                 self.say(f"train.max_minutes ({cfg.max_minutes}) reached at step {self.step}: stopping early; "
@@ -277,22 +332,28 @@ class Trainer:
                 stopped_early = True
                 break
         bar.close()
+        self.sync_tokens()
         if not self.curve or self.curve[-1][0] != self.step:  # stopped early between evaluations
-            train_loss = self.window[0] / self.window[1] if self.window[1] else float("nan")
+            train_loss = self.window[0] / self.window[1] if self.window[1] else self.curve[-1][1]
             self.curve.append([self.step, train_loss, self.evaluate(), self.scheduler.get_last_lr()[0]])
         return self.finish(stopped_early)
 
     def finish(self, stopped_early: bool) -> dict[str, Any]:
         step, train_loss, val_loss, _lr = self.curve[-1]
+        cfg = self.cfg
+        padded_tokens = step * cfg.batch_size * cfg.seq_len * cfg.grad_accum * self.dist.world_size
+        seconds = max(self.train_seconds, 1e-9)
         metrics = {
             "train_loss": train_loss, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0)),
             "val_bits_per_token": val_loss / math.log(2), "steps": int(step), "tokens_seen": self.tokens_seen,
-            "tokens_per_s": self.tokens_seen / max(self.train_seconds, 1e-9), "params": unwrap(self.model).num_params(),
+            "tokens_per_s": self.tokens_seen / seconds, "padded_tokens_per_s": padded_tokens / seconds,
+            "params": unwrap(self.model).num_params(),
             "train_minutes": self.train_seconds / 60, "stopped_early": stopped_early, "resumed_from": self.resumed_from,
             "world_size": self.dist.world_size, "device": self.device.type,
             "amp_dtype": str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "fp32",
-            "vocab_size": self.gpt_config.vocab_size,
+            "grad_checkpointing": self.model.gradient_checkpointing, "vocab_size": self.gpt_config.vocab_size,
         }
+        self.check_finite_weights()
         if self.dist.is_main:
             save_model(self.model, self.paths.final_dir, self.paths.tokens_dir / "tokenizer.json",
                        self.paths.prepared_dir / "composers.json")

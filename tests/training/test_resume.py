@@ -1,4 +1,5 @@
-"""Resuming: a run stopped (or SIGKILLed) after step k and resumed ends bitwise equal to an uninterrupted run."""
+"""Resuming: a run stopped (or SIGKILLed) after step k and resumed ends bitwise equal to an uninterrupted run, whatever
+other runs left in models/checkpoints/ and even when its newest checkpoint is truncated."""
 from __future__ import annotations
 
 import os
@@ -35,7 +36,7 @@ def test_stop_then_resume_is_bitwise_identical(tmp_path):
     assert torch.equal(param_vector(straight.model), param_vector(resumed.model))
     assert resumed.optimizer.state_dict()["state"][0]["step"] == straight.optimizer.state_dict()["state"][0]["step"]
     assert resumed.curve == straight.curve  # the loss curve survives the restart
-    assert metrics["tokens_seen"] == 6 * 4 * 32 * 2
+    assert metrics["tokens_seen"] == straight.tokens_seen
 
 
 def test_changed_params_start_fresh_with_a_message(tmp_path, capsys):
@@ -66,27 +67,65 @@ def helper(root: Path, n_steps: int, delay: float) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_sigkill_beside_another_configs_checkpoints_then_resume_matches_uninterrupted(tmp_path):
+    """The issue's reproduction: an older run of another config left higher-numbered checkpoints (in its own run
+    folder and, from before run folders existed, loose in models/checkpoints/). The new run must keep its own
+    checkpoints, survive a SIGKILL, and resume from them to the uninterrupted run's weights."""
     n_steps = 8
     straight_root, killed_root = make_corpus(tmp_path / "straight"), tmp_path / "killed"
     shutil.copytree(straight_root, killed_root)
+    ckpts = killed_root / "models/checkpoints"
+    run_fit(killed_root, max_steps=12, ckpt_every=1, lr=1e-3)  # another config: its ckpt-11 and ckpt-12 stay
+    shutil.rmtree(killed_root / "models/final")
+    legacy = ckpts / "ckpt-0000500.pt"
+    legacy.write_bytes(b"a checkpoint written before run folders existed")
+    others = snapshot(ckpts)
     straight = helper(straight_root, n_steps, 0.0)
     victim = helper(killed_root, n_steps, 0.5)  # slow steps so the kill lands mid-run
-    ckpts = killed_root / "models/checkpoints"
     deadline = time.time() + 120
-    while not list(ckpts.glob("ckpt-000000[3-9].pt")) and victim.poll() is None and time.time() < deadline:
+
+    def own_checkpoints() -> list[Path]:
+        return [p for p in ckpts.glob("*/ckpt-*.pt") if str(p.relative_to(ckpts)) not in others]
+
+    while not [p for p in own_checkpoints() if p.name >= "ckpt-0000003.pt"] and victim.poll() is None \
+            and time.time() < deadline:
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert victim.returncode == -signal.SIGKILL
     assert not (killed_root / "models/final").exists()  # it really died before finishing
-    assert not list(ckpts.glob("ckpt-0000008.pt"))
+    kept = own_checkpoints()
+    assert kept and "ckpt-0000008.pt" not in {p.name for p in kept}
+    assert max(p.name for p in kept) >= "ckpt-0000003.pt"  # its newest checkpoint was not pruned
+    run_dir = kept[0].parent
+    stale = run_dir / ".ckpt-0000009.pt.k1ll3d.tmp"  # what a write killed mid-way leaves
+    stale.write_bytes(b"half a checkpoint")
     resumed = helper(killed_root, n_steps, 0.0)
     for proc in (straight, resumed):
         _, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, err
     assert "resuming from checkpoint" in err
+    assert not stale.exists()
+    assert {k: v for k, v in snapshot(ckpts).items() if k in others} == others  # the other runs' files untouched
     a = load_file(str(straight_root / "params.safetensors"))
     b = load_file(str(killed_root / "params.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    straight, _ = run_fit(make_corpus(tmp_path / "a"), max_steps=5, ckpt_every=1)
+    root = make_corpus(tmp_path / "b")
+    run_fit(root, stop_at_step=3, max_steps=5, ckpt_every=1)
+    (newest,) = root.glob("models/checkpoints/*/ckpt-0000003.pt")
+    newest.write_bytes(newest.read_bytes()[:len(newest.read_bytes()) // 2])  # a disk that filled up mid-copy
+    capsys.readouterr()
+    resumed, metrics = run_fit(root, max_steps=5, ckpt_every=1)
+    err = capsys.readouterr().err
+    assert "ckpt-0000003.pt is unreadable" in err and "trying the previous one" in err
+    assert metrics["resumed_from"] == 2 and metrics["steps"] == 5
+    assert torch.equal(param_vector(straight.model), param_vector(resumed.model))
