@@ -180,7 +180,7 @@ TINY = {
     "sample.prompt_bars": 1, "sample.continuation_bars": 2, "sample.batch_size": 4,
     "evaluate.max_real_pieces": 4, "evaluate.nll_batches": 1,
 }
-STAGES = ["organize", "tokenize", "prepare", "train", "sample", "evaluate", "render"]
+STAGES = list(yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"])  # music21, organize, ... render
 TINY_COMPOSERS = ["Bach", "Chopin", "Mozart"]  # 5 generated pieces each
 
 
