@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+from mozart.data.store import TokenStoreReader
 from mozart.infra.atomic import read_json
 from mozart.errors import ConfigError, DataError
 from mozart.evaluation.metrics import json_safe
@@ -19,35 +20,17 @@ DEFAULT_BARS = 16              # crop length when no generated sample could be m
 NLL_BATCH_SIZE = 4             # windows per forward pass
 
 
-class ShardReader:
-    """Token ids of metadata rows, read from data/tokens shards (one read per shard, cached)."""
-
-    def __init__(self, tokens_dir: Path):
-        self.tokens_dir = tokens_dir
-        self._shards: dict[str, list] = {}
-
-    def ids(self, shard: str, row: int) -> list[int]:
-        if shard not in self._shards:
-            import pyarrow.parquet as pq
-
-            path = self.tokens_dir / shard
-            if not path.is_file():
-                raise DataError(f"{path} is missing: rerun `dvc repro tokenize prepare`")
-            self._shards[shard] = pq.read_table(path, columns=["tokens"]).column("tokens").to_pylist()
-        return self._shards[shard][int(row)]
-
-
-def _decode_rows(rows, reader: ShardReader, tokenizer, desc: str) -> list:
-    """Decode metadata rows to symusic Scores (None where decoding fails)."""
+def _decode_rows(rows, reader: TokenStoreReader, tokenizer, desc: str) -> list:
+    """Decode metadata rows to symusic Scores (None where decoding fails); reads only these rows from the store."""
     from tqdm import tqdm
 
     from mozart.data.tokenize import decode_ids
 
     scores = []
-    for shard, row in tqdm(list(zip(rows["shard"], rows["row"])), desc=desc, unit="piece", disable=None,
+    for split, row in tqdm(list(zip(rows["split"], rows["store_row"])), desc=desc, unit="piece", disable=None,
                            leave=False):
         try:
-            scores.append(decode_ids(tokenizer, reader.ids(shard, row)))
+            scores.append(decode_ids(tokenizer, reader.ids(split, row)))
         except Exception:  # a real piece that does not decode is left out, not fatal
             scores.append(None)
     return scores
@@ -60,25 +43,32 @@ def _pick(frame, n: int, seed: int):
     return frame.sample(n=n, random_state=seed).sort_index()
 
 
-def context_windows(rows, reader: ShardReader, config, n_windows: int, seed: int) -> list[tuple[list[int], int]]:
+def context_windows(rows, reader: TokenStoreReader, config, n_windows: int,
+                    seed: int) -> list[tuple[list[int], int]]:
     """Up to `n_windows` windows of context + 1 tokens (inputs and their targets) cut from the given metadata rows,
-    BOS first, each with its row's composer_id: a seeded choice, kept in row order."""
+    BOS first, each with its row's composer_id: a seeded choice, kept in row order.
+
+    Each row's `[BOS] + tokens` is cut at 0, context, 2 context, ... (n tokens give ceil(n / context) windows of at
+    least 2 tokens). The windows are counted from the store's offsets and only the chosen ones are read."""
     import numpy as np
 
+    splits, store_rows = rows["split"].to_numpy(), rows["store_row"].to_numpy(dtype=np.int64)
+    lengths = np.array([reader.store(s).offsets[r + 1] - reader.store(s).offsets[r]
+                        for s, r in zip(splits, store_rows)], dtype=np.int64)
+    counts = -(-lengths // config.context)  # ceil; 0 for an empty row
+    first = np.concatenate([[0], np.cumsum(counts)])  # window number of each row's first window
+    order = np.random.default_rng(seed).permutation(int(first[-1]))[:n_windows]
     windows = []
-    for shard, row, composer_id in zip(rows["shard"], rows["row"], rows["composer_id"]):
-        ids = list(reader.ids(shard, row))
-        if not ids or ids[0] != config.bos_id:
-            ids = [config.bos_id] + ids
-        for start in range(0, max(1, len(ids) - 1), config.context):
-            chunk = ids[start:start + config.context + 1]
-            if len(chunk) >= 2:
-                windows.append((chunk, int(composer_id)))
-    order = np.random.default_rng(seed).permutation(len(windows))[:n_windows]
-    return [windows[i] for i in sorted(order)]
+    for w in sorted(order):
+        i = int(np.searchsorted(first, w, side="right") - 1)
+        start = (w - first[i]) * config.context  # in [BOS] + tokens: token k sits at position k + 1
+        piece = reader.store(splits[i]).piece(store_rows[i])
+        chunk = piece[max(0, start - 1):start + config.context].tolist()
+        windows.append(([config.bos_id] + chunk if start == 0 else chunk, int(rows["composer_id"].iloc[i])))
+    return windows
 
 
-def test_bits_per_token(model, rows, reader: ShardReader, device, n_windows: int, seed: int) -> tuple[float, int]:
+def test_bits_per_token(model, rows, reader: TokenStoreReader, device, n_windows: int, seed: int) -> tuple[float, int]:
     """Mean bits per token of the model on up to `n_windows` context-sized windows of the given test rows
     (conditioned on each row's composer_id), plus the number of predicted tokens. Targets equal to pad are ignored."""
     import torch
@@ -189,7 +179,7 @@ def run_stage(cfg, seed: int, repo_root: Path, params: dict) -> dict:
     except FileNotFoundError:
         raise DataError(f"{prepared / 'metadata.parquet'} is missing: run `dvc repro prepare` first") from None
     tokenizer = load_tokenizer(tokens_dir / "tokenizer.json")
-    reader = ShardReader(tokens_dir)
+    reader = TokenStoreReader(prepared)
 
     # 1. generated samples
     gen_rows, gen_scores = [], []
