@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mozart.data.store import TokenStore, VocabInfo, composers_path, offsets_path, read_store_json, read_vocab_info
+from mozart.data.store import TokenStore, VocabInfo, composers_path, offsets_path, read_store_json, vocab_of_store
 from mozart.errors import DataError
 
 VAL_STREAM = 0x5EED_0F_7A1  # separates the validation crops' random stream from the training one
@@ -37,12 +37,6 @@ class Vocab:
     pad_id: int
     bos_id: int
     eos_id: int
-
-
-def read_vocab(tokenizer_json: Path) -> Vocab:
-    """Vocabulary size and special-token ids of the miditok tokenizer saved by the tokenize stage."""
-    info = read_vocab_info(tokenizer_json)
-    return Vocab(size=info.size, pad_id=info.pad_id, bos_id=info.bos_id, eos_id=info.eos_id)
 
 
 def data_fingerprint(tokens_dir: Path, prepared_dir: Path) -> str:
@@ -118,15 +112,20 @@ class CropSampler:
     def crops(self, rng: np.random.Generator, batch_size: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch_size, seq_len + 1) token crops and the (batch_size,) composer ids of their pieces."""
         which = self.pick(rng, batch_size)
-        length = self.lengths[which]
-        start = rng.integers(0, np.maximum(1, length - seq_len))  # len - (seq_len+1) + 1 possible starts
-        position = start[:, None] + np.arange(seq_len + 1)  # position in [BOS] + tokens + [EOS]
-        inside = (position >= 1) & (position <= length[:, None] - 2)
-        index = np.where(inside, self.starts[which][:, None] + position - 1, 0)
-        tokens = self.store.tokens
-        out = np.where(inside, tokens[index] if len(tokens) else 0, self.vocab.pad_id).astype(np.int64)
-        out[position == 0] = self.vocab.bos_id
-        out[position == length[:, None] - 1] = self.vocab.eos_id
+        starts = rng.integers(0, np.maximum(1, self.lengths[which] - seq_len))  # len - (seq_len+1) + 1 starts
+        width, vocab, tokens = seq_len + 1, self.vocab, self.store.tokens
+        out = np.full((batch_size, width), vocab.pad_id, dtype=np.int64)
+        for row, (j, start) in enumerate(zip(which.tolist(), starts.tolist())):
+            # crop = ([BOS] + tokens + [EOS])[start:start + width]; token k sits at position k + 1
+            n, first = int(self.lengths[j]) - 2, int(self.starts[j])
+            dst = 0
+            if start == 0:
+                out[row, 0] = vocab.bos_id
+                dst = 1
+            a, b = max(0, start - 1), min(n, start + width - 1)
+            out[row, dst:dst + b - a] = tokens[first + a:first + b]
+            if dst + b - a < width:  # the crop reaches past the last token: EOS, then padding
+                out[row, dst + b - a] = vocab.eos_id
         if self.transposer is not None:
             out = self.transposer(rng, out)
         return torch.from_numpy(out), torch.from_numpy(np.asarray(self.store.composer_ids[which], dtype=np.int64))
@@ -153,8 +152,11 @@ class TrainData:
         if not (prepared_dir / "composers.json").is_file():
             raise DataError(f"{prepared_dir / 'composers.json'} is missing: run the prepare stage first "
                             "(`dvc repro prepare`)")
+        if not (tokens_dir / "tokenizer.json").is_file():
+            raise DataError(f"{tokens_dir / 'tokenizer.json'} is missing: run the tokenize stage first "
+                            "(`dvc repro tokenize`)")
         store_meta = read_store_json(prepared_dir)
-        info = read_vocab_info(tokens_dir / "tokenizer.json")
+        info = vocab_of_store(store_meta)  # recorded by prepare: no miditok import on the training path
         vocab = Vocab(size=info.size, pad_id=info.pad_id, bos_id=info.bos_id, eos_id=info.eos_id)
         composers = json.loads((prepared_dir / "composers.json").read_text())
         train, val = TokenStore(prepared_dir, "train"), TokenStore(prepared_dir, "val")

@@ -153,7 +153,7 @@ def prepare(organized_dir: Path, tokens_dir: Path, prepared_dir: Path, metrics_p
         write_json(tmp / "composers.json", composers)
         meta.to_parquet(tmp / "metadata.parquet", index=False)
         split_entries = write_token_store(Path(tokens_dir), tmp, meta)
-        write_store_json(tmp, split_entries, info.size, _augment_offsets(Path(tokens_dir)))
+        write_store_json(tmp, split_entries, info, _augment_offsets(Path(tokens_dir)))
     write_json(metrics_path, data)
     return PrepareSummary(data)
 

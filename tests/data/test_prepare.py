@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -149,3 +150,15 @@ def test_empty_corpus_and_bad_fractions_are_clear_errors(tmp_path):
         run_prepare(tmp_path / "two", pieces, cfg=PrepareConfig(val_fraction=0.6, test_fraction=0.5))
     with pytest.raises(MozartError, match="run the organize stage"):
         prepare(tmp_path / "nowhere", tmp_path / "nothing", tmp_path / "p", tmp_path / "m.json", PrepareConfig(), 0)
+
+
+def test_the_store_is_memory_mapped_and_a_truncated_token_file_is_a_clear_error(tmp_path):
+    from mozart.data.store import TokenStore, token_path
+
+    run_prepare(tmp_path, asap_like_pieces(), cfg=PrepareConfig(min_pieces=5, val_fraction=0.2, test_fraction=0.2))
+    store = TokenStore(tmp_path / "prepared", "train")
+    assert isinstance(store.tokens.base, np.memmap) and not store.tokens.flags.writeable  # mapped, not loaded
+    path = token_path(tmp_path / "prepared", "train")
+    path.write_bytes(path.read_bytes()[:-2])
+    with pytest.raises(DataError, match="truncated; rerun `dvc repro prepare`"):
+        TokenStore(tmp_path / "prepared", "train")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mozart.data.crops import CropSampler, TrainData, Vocab
-from mozart.data.store import TokenStore, write_store
+from mozart.data.store import TokenStore, VocabInfo, write_store
 from mozart.errors import ConfigError, DataError
 from mozart.model.gpt import GPTConfig, MozartGPT, load_model
 from mozart.training.trainer import TrainPaths, choose_amp_dtype, make_optimizer, train
@@ -39,7 +39,7 @@ def test_amp_dtype_choice():
 
 def sampler_of(tmp_path, pieces: list, composer_ids: list[int]) -> CropSampler:
     """A CropSampler over a one-split token store written under tmp_path."""
-    write_store(tmp_path, ["train"] * len(pieces), pieces, composer_ids, VOCAB.size)
+    write_store(tmp_path, ["train"] * len(pieces), pieces, composer_ids, VocabInfo(50, 0, 1, 2, {}))
     return CropSampler(TokenStore(tmp_path, "train"), VOCAB)
 
 
