@@ -7,7 +7,7 @@ how pieces open and end. Pieces shorter than a crop are padded with PAD, which t
 Sampling: pieces are drawn with probability proportional to their length (so every token of the corpus is about
 equally likely to be trained on; uniform piece sampling would over-train short pieces), by `searchsorted` on the
 cumulative lengths (O(log n) per crop), then a uniform crop start. Crops are sliced from `np.memmap`, so a rank's
-memory is the offsets (8 B per piece), not the corpus. Transposition augmentation (`tokenize.transpose`, recorded in
+private memory is one cumulative-length array (8 B per piece), not the corpus. Transposition augmentation (`tokenize.transpose`, recorded in
 store.json) happens here, on the crop: one offset is drawn uniformly from 0 and the offsets that keep every pitch of
 the crop inside the tokenizer's pitch range, and its Pitch/NoteOn/NoteOff tokens are shifted by it.
 Batch order is a pure function of (seed, step, rank, micro-batch) — no iterator state — so resuming a killed run
@@ -96,13 +96,13 @@ class CropSampler:
         self.store = store
         self.vocab = vocab
         self.transposer = transposer if transposer is not None and transposer.enabled else None
-        self.starts = np.asarray(store.offsets[:-1], dtype=np.int64)
-        self.lengths = store.lengths().astype(np.int64) + 2  # with BOS and EOS
-        self.cumulative = np.cumsum(self.lengths)  # piece j owns draws in [cumulative[j-1], cumulative[j])
+        self.offsets = store.offsets  # memory-mapped, shared; the only private array is `cumulative` (8 B a piece)
+        # lengths with BOS and EOS, summed: piece j owns the draws in [cumulative[j-1], cumulative[j])
+        self.cumulative = np.asarray(store.offsets[1:], dtype=np.int64) + 2 * np.arange(1, len(store) + 1)
         self.n_tokens = int(self.cumulative[-1]) if len(self.cumulative) else 0
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        return len(self.cumulative)
 
     def pick(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
         """Piece indices drawn with probability proportional to their length: O(batch_size * log n)."""
@@ -112,12 +112,12 @@ class CropSampler:
     def crops(self, rng: np.random.Generator, batch_size: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch_size, seq_len + 1) token crops and the (batch_size,) composer ids of their pieces."""
         which = self.pick(rng, batch_size)
-        starts = rng.integers(0, np.maximum(1, self.lengths[which] - seq_len))  # len - (seq_len+1) + 1 starts
+        firsts, ends = np.asarray(self.offsets[which]), np.asarray(self.offsets[which + 1])
+        starts = rng.integers(0, np.maximum(1, ends - firsts + 2 - seq_len))  # len - (seq_len+1) + 1 starts
         width, vocab, tokens = seq_len + 1, self.vocab, self.store.tokens
         out = np.full((batch_size, width), vocab.pad_id, dtype=np.int64)
-        for row, (j, start) in enumerate(zip(which.tolist(), starts.tolist())):
+        for row, (first, n, start) in enumerate(zip(firsts.tolist(), (ends - firsts).tolist(), starts.tolist())):
             # crop = ([BOS] + tokens + [EOS])[start:start + width]; token k sits at position k + 1
-            n, first = int(self.lengths[j]) - 2, int(self.starts[j])
             dst = 0
             if start == 0:
                 out[row, 0] = vocab.bos_id

@@ -179,9 +179,6 @@ class TokenStore:
     def n_tokens(self) -> int:
         return int(self.offsets[-1])
 
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
     def piece(self, i: int) -> np.ndarray:
         return self.tokens[int(self.offsets[i]):int(self.offsets[i + 1])]
 
