@@ -139,15 +139,31 @@ def random_bars(rng: np.random.Generator, n_bars: int, ids: dict[str, np.ndarray
     return bars
 
 
-def write_corpus(root: Path, n_tokens: int, with_shards: bool, seed: int = 0) -> dict:
-    """Synthetic data/tokens (tokenizer, and old-style shards if asked) and data/prepared (store + metadata)."""
-    import pandas as pd
+def write_old_shard(tokens_dir: Path, meta: dict[str, list], pieces: list[np.ndarray]) -> None:
+    """The last len(pieces) pieces of `meta` as a tokenize shard of the code before the store; empties `pieces`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from mozart.data.tokenize import SHARD_SCHEMA
+
+    lengths = np.array([len(p) for p in pieces], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(pieces), pa.uint16()))
+    first = len(meta["piece_id"]) - len(pieces)
+    table = pa.Table.from_arrays([pa.array(meta["piece_id"][first:]), pa.array(meta["composer"][first:]),
+                                  pa.array(np.zeros(len(lengths), np.int8)), tokens, pa.array(lengths)],
+                                 schema=SHARD_SCHEMA)
+    pq.write_table(table, tokens_dir / f"shard-{first // ROWS_PER_SHARD:05d}.parquet")
+    pieces.clear()
+
+
+def write_corpus(root: Path, n_tokens: int, with_shards: bool, seed: int = 0) -> dict:
+    """Synthetic data/tokens (tokenizer, and old-style shards if asked) and data/prepared (store + metadata)."""
+    import pandas as pd
+
     from mozart.config import TokenizeConfig
     from mozart.data.store import SPLITS, SplitWriter, read_vocab_info, write_store_json
-    from mozart.data.tokenize import SHARD_SCHEMA, build_tokenizer
+    from mozart.data.tokenize import build_tokenizer
 
     rng = np.random.default_rng(seed)
     tokens_dir, prepared = root / "data/tokens", root / "data/prepared"
@@ -166,17 +182,6 @@ def write_corpus(root: Path, n_tokens: int, with_shards: bool, seed: int = 0) ->
     shard_pieces: list[np.ndarray] = []
     buffer, used = random_bars(rng, 0, ids), 0
 
-    def flush_shard() -> None:
-        lengths = np.array([len(p) for p in shard_pieces], dtype=np.int32)
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-        tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(shard_pieces), pa.uint16()))
-        first = len(meta["piece_id"]) - len(shard_pieces)
-        table = pa.Table.from_arrays([pa.array(meta["piece_id"][first:]), pa.array(meta["composer"][first:]),
-                                      pa.array(np.zeros(len(lengths), np.int8)), tokens, pa.array(lengths)],
-                                     schema=SHARD_SCHEMA)
-        pq.write_table(table, tokens_dir / f"shard-{first // ROWS_PER_SHARD:05d}.parquet")
-        shard_pieces.clear()
-
     for i, k in enumerate(bars_per_piece):
         if used + k > len(buffer):
             buffer, used = np.concatenate([buffer[used:], random_bars(rng, 200_000, ids)]), 0
@@ -194,9 +199,9 @@ def write_corpus(root: Path, n_tokens: int, with_shards: bool, seed: int = 0) ->
         if with_shards:
             shard_pieces.append(piece)
             if len(shard_pieces) == ROWS_PER_SHARD:
-                flush_shard()
+                write_old_shard(tokens_dir, meta, shard_pieces)
     if with_shards and shard_pieces:
-        flush_shard()
+        write_old_shard(tokens_dir, meta, shard_pieces)
     splits = {split: writer.close() for split, writer in writers.items()}
     write_store_json(prepared, splits, read_vocab_info(tokens_dir / "tokenizer.json"), [-2, -1, 1, 2])
     frame = pd.DataFrame(meta).astype({"transpose": "int8", "n_tokens": "int32"})
@@ -251,8 +256,8 @@ def fmt(value, spec: str = ",.0f") -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| code | tokens | pieces | start-up (s) | after imports (s) | 2 ranks: start-up (s) | peak RSS 1 rank (MB) "
-             "| private | peak RSS 2 gloo ranks (MB) | crop 8x256 (ms) | crop 2x8192 (ms) | piece choice (ms) "
+    lines = ["| code | tokens | pieces | start-up (s) | after imports (s) | 2 ranks: start-up (s) "
+             "| peak RSS 1 rank (MB) | private | peak RSS 2 gloo ranks (MB) | crop 8x256 (ms) | crop 2x8192 (ms) | piece choice (ms) "
              "| evaluate peak RSS (MB) | evaluate (s) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

@@ -7,9 +7,10 @@ how pieces open and end. Pieces shorter than a crop are padded with PAD, which t
 Sampling: pieces are drawn with probability proportional to their length (so every token of the corpus is about
 equally likely to be trained on; uniform piece sampling would over-train short pieces), by `searchsorted` on the
 cumulative lengths (O(log n) per crop), then a uniform crop start. Crops are sliced from `np.memmap`, so a rank's
-private memory is one cumulative-length array (8 B per piece), not the corpus. Transposition augmentation (`tokenize.transpose`, recorded in
-store.json) happens here, on the crop: one offset is drawn uniformly from 0 and the offsets that keep every pitch of
-the crop inside the tokenizer's pitch range, and its Pitch/NoteOn/NoteOff tokens are shifted by it.
+private memory is one cumulative-length array (8 B per piece), not the corpus. Transposition augmentation
+(`tokenize.transpose`, recorded in store.json) happens here, on the crop: one offset is drawn uniformly from 0 and
+the offsets that keep every pitch of the crop inside the tokenizer's pitch range, and its Pitch/NoteOn/NoteOff tokens
+are shifted by it.
 Batch order is a pure function of (seed, step, rank, micro-batch) — no iterator state — so resuming a killed run
 replays exactly the same batches, and every DDP rank draws its own crops.
 

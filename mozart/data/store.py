@@ -156,7 +156,8 @@ class TokenStore:
 
     def __init__(self, prepared_dir: Path, split: str):
         prepared_dir = Path(prepared_dir)
-        paths = (token_path(prepared_dir, split), offsets_path(prepared_dir, split), composers_path(prepared_dir, split))
+        paths = (token_path(prepared_dir, split), offsets_path(prepared_dir, split),
+                 composers_path(prepared_dir, split))
         for path in paths:
             if not path.is_file():
                 raise DataError(f"{path} is missing: rerun `dvc repro prepare`")
