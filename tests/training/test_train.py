@@ -65,6 +65,22 @@ def test_long_pieces_are_cropped_inside_the_piece_and_sampled_by_length(tmp_path
     assert len(starts) > 100  # crop starts spread over the piece
 
 
+def test_every_crop_is_a_window_of_bos_piece_eos_with_every_start_reachable(tmp_path):
+    rng = np.random.default_rng(1)
+    pieces = [rng.integers(3, 50, size=n) for n in (1, 7, 15, 16, 17, 40)]
+    sampler = sampler_of(tmp_path, pieces, list(range(1, len(pieces) + 1)))  # composer id = piece number
+    crops, composer_ids = sampler.crops(np.random.default_rng(0), 3000, seq_len=15)
+    seen: dict[int, set] = {}
+    for crop, cid in zip(crops.numpy(), composer_ids.tolist()):
+        full = np.concatenate([[1], pieces[cid - 1], [2]])
+        windows = [np.pad(full[s:s + 16], (0, 16 - len(full[s:s + 16]))) for s in range(max(1, len(full) - 15))]
+        matches = [s for s, w in enumerate(windows) if np.array_equal(w, crop)]
+        assert matches, (cid, crop)
+        seen.setdefault(cid, set()).update(matches)
+    assert all(seen[cid] == set(range(max(1, len(pieces[cid - 1]) + 2 - 15))) for cid in seen)
+    assert set(seen) == set(range(1, len(pieces) + 1))
+
+
 def test_train_crops_are_transposed_within_the_pitch_range_and_val_crops_never(tmp_path):
     root = make_corpus(tmp_path)
     paths = TrainPaths.under(root)
