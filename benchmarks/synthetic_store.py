@@ -18,14 +18,15 @@ N_SPECIAL = 3  # PAD, BOS, EOS come first in the vocabulary
 
 def write_synthetic_store(root: Path, n_pieces: int, piece_tokens: int, seed: int = 0, n_val: int = 4,
                           rows_per_shard: int = 256) -> Path:
-    """ROOT/data/tokens (tokenizer.json + shard-*.parquet) and ROOT/data/prepared (metadata.parquet,
-    composers.json) holding `n_pieces` pieces of `piece_tokens` random ids; the first `n_val` are the val split.
-    Returns ROOT (TrainPaths.under(ROOT) reads it)."""
+    """ROOT/data/tokens (tokenizer.json + shard-*.parquet) and ROOT/data/prepared (the memory-mapped token store,
+    metadata.parquet, composers.json) holding `n_pieces` pieces of `piece_tokens` random ids; the first `n_val` are
+    the val split. Pieces are streamed into the store, never all in memory. Returns ROOT (TrainPaths.under(ROOT))."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from mozart.config import TokenizeConfig
+    from mozart.data.store import SPLITS, SplitWriter, read_vocab_info, write_store_json
     from mozart.data.tokenize import build_tokenizer
 
     root = Path(root)
@@ -35,6 +36,7 @@ def write_synthetic_store(root: Path, n_pieces: int, piece_tokens: int, seed: in
     tokenizer = build_tokenizer(TokenizeConfig())
     tokenizer.save(tokens_dir / "tokenizer.json")
     rng = np.random.default_rng(seed)
+    writers = {split: SplitWriter(prepared_dir, split) for split in SPLITS}
     meta = []
     for first in range(0, n_pieces, rows_per_shard):
         shard = f"shard-{first // rows_per_shard:05d}.parquet"
@@ -47,9 +49,13 @@ def write_synthetic_store(root: Path, n_pieces: int, piece_tokens: int, seed: in
             "transpose": pa.array([0] * len(names), pa.int8()),
             "tokens": pa.array([p.tolist() for p in pieces], pa.list_(pa.uint16())),
             "n_tokens": pa.array([piece_tokens] * len(names), pa.int32())}), tokens_dir / shard)
-        meta += [dict(piece_id=name, work_id=name, composer=COMPOSERS[c], composer_id=c,
-                      split="val" if i < n_val else "train", transpose=0, n_tokens=piece_tokens, shard=shard,
-                      row=i - first) for i, name, c in zip(ids, names, composer_ids)]
+        for i, name, c, piece in zip(ids, names, composer_ids, pieces):
+            split = "val" if i < n_val else "train"
+            meta.append(dict(piece_id=name, work_id=name, composer=COMPOSERS[c], composer_id=c, split=split,
+                             transpose=0, n_tokens=piece_tokens, shard=shard, row=i - first,
+                             store_row=writers[split].append(piece, c)))
+    write_store_json(prepared_dir, {split: w.close() for split, w in writers.items()},
+                     read_vocab_info(tokens_dir / "tokenizer.json"), [])
     pd.DataFrame(meta).to_parquet(prepared_dir / "metadata.parquet")
     n_per = [sum(m["composer_id"] == c for m in meta) for c in range(len(COMPOSERS))]
     composers = {"unconditional_id": 0, "other_id": None, "names": COMPOSERS, "n_pieces": n_per,

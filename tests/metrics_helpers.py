@@ -67,6 +67,7 @@ def build_stage_workspace(root: Path, seed: int = 0) -> dict:
     from mozart.infra.atomic import write_json
     from mozart.config import TokenizeConfig
     from mozart.model.gpt import GPTConfig, MozartGPT, save_model
+    from mozart.data.store import read_vocab_info, write_store
     from mozart.data.tokenize import build_tokenizer, encode_score
 
     rng = np.random.default_rng(seed)
@@ -89,6 +90,10 @@ def build_stage_workspace(root: Path, seed: int = 0) -> dict:
             shard_rows.append({"piece_id": piece_id, "composer": names[composer_id], "transpose": 0,
                                "tokens": ids, "n_tokens": len(ids)})
     pq.write_table(pa.Table.from_pylist(shard_rows), tokens_dir / "shard-00000.parquet")
+    store_rows = write_store(prepared, [m["split"] for m in meta_rows], [r["tokens"] for r in shard_rows],
+                             [m["composer_id"] for m in meta_rows], read_vocab_info(tokens_dir / "tokenizer.json"))
+    for m, store_row in zip(meta_rows, store_rows):
+        m["store_row"] = store_row
     pd.DataFrame(meta_rows).to_parquet(prepared / "metadata.parquet")
 
     config = GPTConfig(n_layer=1, d_model=32, n_head=2, d_ff=64, context=128, dropout=0.0,

@@ -7,6 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from symusic import Note, Score, Track
 
+from mozart.config import TokenizeConfig
+from mozart.data.tokenize import build_tokenizer
+
 
 def midi_bytes(seed: int = 0, n_notes: int = 12) -> bytes:
     """A small valid one-track MIDI file; different seeds give different bytes."""
@@ -50,6 +53,7 @@ def write_fake_pipeline(root: Path, pieces: list[tuple[str, str, str]], transpos
                  "reason": "too short" if p in tokenize_rejects else "", "n_tokens": 0 if p in tokenize_rejects else 10}
                 for p, _, _ in pieces]
     pq.write_table(pa.Table.from_pylist(manifest), tokens / "manifest.parquet")
+    build_tokenizer(TokenizeConfig()).save(tokens / "tokenizer.json")  # prepare checks the vocabulary size
     shard_rows = [{"piece_id": p, "composer": c, "transpose": t, "tokens": [5 + i % 50] * (10 + i),
                    "n_tokens": 10 + i}
                   for i, (p, c, _) in enumerate(sorted(pieces)) if p not in tokenize_rejects for t in transposes]

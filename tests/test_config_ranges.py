@@ -19,7 +19,7 @@ BAD = {
     "organize": {"source": "", "layout": "flat", "min_works_per_composer": 0, "max_works_per_composer": -1,
                  "timeout_s": 0, "n_jobs": 0, "aliases": None},
     "tokenize": {"method": "ABC", "pitch_min": -1, "pitch_max": 128, "positions_per_beat": 0, "num_velocities": 0,
-                 "use_time_signatures": None, "use_tempos": None, "transpose": [0], "n_jobs": 0,
+                 "use_time_signatures": None, "use_tempos": None, "transpose": [30], "n_jobs": 0,
                  "rows_per_shard": 0, "timeout_s": math.inf},
     "prepare": {"min_pieces": 0, "val_fraction": 1.0, "test_fraction": -0.1},
     "model": {"n_layer": 0, "d_model": 0, "n_head": 0, "d_ff": 0, "context": 1, "dropout": 1.0},

@@ -21,6 +21,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from mozart.config import ModelConfig, TrainConfig  # noqa: E402
+from mozart.data.store import read_vocab_info, write_store  # noqa: E402
 
 COMPOSERS = ["<unconditional>", "Bach", "Mozart"]
 
@@ -58,6 +59,10 @@ def make_corpus(root: Path, n_pieces: int = 12, seed: int = 0) -> Path:
             "tokens": pa.array([r[3] for r in part], pa.list_(pa.uint16())),
             "n_tokens": pa.array([r[4] for r in part], pa.int32())})
         pq.write_table(table, tokens_dir / shard)
+    store_rows = write_store(prepared_dir, [m["split"] for m in meta], [r[3] for r in rows],
+                             [m["composer_id"] for m in meta], read_vocab_info(tokens_dir / "tokenizer.json"))
+    for m, store_row in zip(meta, store_rows):
+        m["store_row"] = store_row
     pd.DataFrame(meta).to_parquet(prepared_dir / "metadata.parquet")
     composers = {"unconditional_id": 0, "other_id": None, "names": COMPOSERS, "n_pieces": [0, 6, 6],
                  "composer_to_id": {"Bach": 1, "Mozart": 2}}

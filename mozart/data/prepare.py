@@ -1,7 +1,8 @@
-"""prepare stage: composer ids, train/val/test splits and data metrics (see docs/CONTRACTS.md, data/prepared/).
+"""prepare stage: composer ids, train/val/test splits, the token store and data metrics (docs/CONTRACTS.md).
 
-Reads the organize manifest, the tokenize manifest and only the small columns of the token shards (never the token
-lists), so it takes a second on any corpus. Splits are made per *work* (`work_id`): the performances and duplicates
+Reads the organize manifest, the tokenize manifest and the small columns of the token shards to decide the splits,
+then streams the shards once, one at a time, into the memory-mapped token store (mozart.data.store): memory stays
+at one shard whatever the corpus size. Splits are made per *work* (`work_id`): the performances and duplicates
 of one work always land in the same split, so val/test never hear a piece the model trained on. The split of a work
 depends only on (seed, work_id) through a hash, so it is deterministic and adding a work does not move the others.
 Pieces whose composer is unknown (organize's `Unknown`: placeholder labels such as Anonymous or Christmas) train the
@@ -10,10 +11,12 @@ unconditional id 0 only; they never get a composer id of their own, and metrics/
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from mozart.config import PrepareConfig
+from mozart.data.store import AUGMENT_FILE, SPLITS, SplitWriter, check_vocab_fits, read_vocab_info, write_store_json
 from mozart.errors import DataError
 
 UNCONDITIONAL = "<unconditional>"
@@ -94,7 +97,7 @@ def _read_inputs(organized_dir: Path, tokens_dir: Path):
         table = pq.read_table(shard, columns=SHARD_COLUMNS).to_pandas()
         table["shard"] = shard.name
         table["row"] = range(len(table))
-        parts.append(table)
+        parts.append(table[table["transpose"] == 0])  # transposed copies (older tokenize output) are not stored
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*SHARD_COLUMNS, "shard", "row"])
     return org, tok, rows
 
@@ -139,13 +142,43 @@ def prepare(organized_dir: Path, tokens_dir: Path, prepared_dir: Path, metrics_p
     meta["split"] = meta["work_id"].map(splits)
     meta = meta[["piece_id", "work_id", "composer", "composer_id", "split", "transpose", "n_tokens", "shard", "row"]]
     meta = meta.astype({"transpose": "int8", "n_tokens": "int32", "row": "int64"}).reset_index(drop=True)
+    meta["store_row"] = meta.groupby("split").cumcount().astype("int64")  # row order = store order
 
     data = _data_metrics(org, tok, meta, pieces, splits, composers)
+    info = read_vocab_info(Path(tokens_dir) / "tokenizer.json")
+    check_vocab_fits(info.size, Path(tokens_dir) / "tokenizer.json")
     with atomic_dir(prepared_dir) as tmp:
         write_json(tmp / "composers.json", composers)
         meta.to_parquet(tmp / "metadata.parquet", index=False)
+        split_entries = write_token_store(Path(tokens_dir), tmp, meta)
+        write_store_json(tmp, split_entries, info, _augment_offsets(Path(tokens_dir)))
     write_json(metrics_path, data)
     return PrepareSummary(data)
+
+
+def _augment_offsets(tokens_dir: Path) -> list[int]:
+    path = tokens_dir / AUGMENT_FILE
+    if not path.is_file():  # data/tokens from before on-the-fly augmentation: no transposition
+        return []
+    return [int(t) for t in json.loads(path.read_text()).get("transpose", [])]
+
+
+def write_token_store(tokens_dir: Path, prepared_dir: Path, meta) -> dict[str, dict]:
+    """Stream every metadata row's tokens, shard by shard, into its split's token file (in metadata order)."""
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
+    writers = {split: SplitWriter(prepared_dir, split) for split in SPLITS}
+    for shard, rows in tqdm(list(meta.groupby("shard", sort=True)), desc="token store", unit="shard", disable=None,
+                            leave=False):
+        column = pq.read_table(tokens_dir / shard, columns=["tokens"]).column("tokens").combine_chunks()
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        offsets = column.offsets.to_numpy() - column.offsets[0].as_py()  # flatten() drops any slice offset
+        for row, split, composer_id, store_row in zip(rows["row"], rows["split"], rows["composer_id"],
+                                                      rows["store_row"]):
+            written = writers[split].append(values[offsets[row]:offsets[row + 1]], composer_id)
+            assert written == store_row, "metadata rows must be grouped by shard in store order"
+    return {split: writer.close() for split, writer in writers.items()}
 
 
 def _data_metrics(org, tok, meta, pieces, splits: dict[str, str], composers: dict) -> dict:
@@ -157,7 +190,7 @@ def _data_metrics(org, tok, meta, pieces, splits: dict[str, str], composers: dic
     tok_rejected = tok[tok["status"] != "accepted"]
     rejected_list += [{"source_path": source_of.get(p, p), "stage": "tokenize", "reason": r}
                       for p, r in zip(tok_rejected["piece_id"], tok_rejected["reason"])]
-    original = meta[meta["transpose"] == 0]  # val/test readers use untransposed rows only
+    original = meta  # one row per piece: transpositions are no longer stored
     data = {
         "files_in": int(len(org)),
         "accepted": int(len(pieces)),

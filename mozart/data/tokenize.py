@@ -13,6 +13,7 @@ TimeSignature tokens *is* REMI+ from FIGARO):
     REMI      -> miditok.REMI
     REMIPlus  -> miditok.REMI(use_programs=True, one_token_stream_for_programs=True, use_time_signatures=True)
     MIDILike  -> miditok.MIDILike
+`tokenize.transpose` offsets are written to augment.json, not encoded: training shifts the pitch tokens of its crops.
 Writing shards streams: files are encoded in sorted piece_id order by isolated workers (mozart.infra.isolate), whose
 outcomes arrive in that order, and a shard is written each time `rows_per_shard` rows are full.
 """
@@ -29,7 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mozart.infra.atomic import atomic_dir
+from mozart.data.store import AUGMENT_FILE, check_vocab_fits
+from mozart.infra.atomic import atomic_dir, write_json
 from mozart.config import TokenizeConfig
 from mozart.errors import DataError, MozartError
 from mozart.infra.isolate import Rejected, imap_isolated, read_midi
@@ -193,32 +195,25 @@ def decode_ids(tokenizer: Any, ids: Iterable[int]) -> Any:
 # -------------------------------------------------------------------------------------------------- per-file worker
 
 class FileEncoder:
-    """Worker function: a MIDI path -> ((transpose, uint16 ids), ...), untransposed first. Raises Rejected."""
+    """Worker function: a MIDI path -> uint16 token ids of the piece. Raises Rejected.
+
+    Transposition (`tokenize.transpose`) is not encoded here: the offsets go to augment.json and the training crop
+    sampler shifts the pitch tokens of each crop (mozart.data.crops.Transposer), so no transposed copy is stored.
+    """
 
     def __init__(self, cfg: TokenizeConfig, tokenizer: Any | None = None):
         self.cfg = cfg
-        self.offsets = sorted({int(o) for o in cfg.transpose} - {0})
         self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(cfg)
 
-    def __call__(self, path: str | Path) -> tuple[tuple[int, np.ndarray], ...]:
+    def __call__(self, path: str | Path) -> np.ndarray:
         tok = self.tokenizer
-        score = tok.preprocess_score(merge_to_piano(read_midi(path)))  # once, shared by every transposition
+        score = tok.preprocess_score(merge_to_piano(read_midi(path)))
         if score.note_num() == 0:
             raise Rejected(f"no notes in pitch range {self.cfg.pitch_min}-{self.cfg.pitch_max}")
-        out = [(0, self._ids(score))]
-        if self.offsets:
-            pitches = score.tracks[0].notes.numpy()["pitch"]
-            low, high = int(pitches.min()), int(pitches.max())
-            for offset in self.offsets:  # skip offsets that would push any note out of the pitch range
-                if self.cfg.pitch_min <= low + offset and high + offset <= self.cfg.pitch_max:
-                    out.append((offset, self._ids(score.shift_pitch(offset))))
-        return tuple(sorted(out))
-
-    def _ids(self, preprocessed_score: Any) -> np.ndarray:
-        ids = _ids_of(self.tokenizer, self.tokenizer.encode(preprocessed_score, no_preprocess_score=True))
+        ids = _ids_of(tok, tok.encode(score, no_preprocess_score=True))
         if not ids:
             raise Rejected("no notes")
-        return np.asarray(ids, dtype=np.uint16)  # compact to send back to the parent process
+        return np.asarray(ids, dtype=np.uint16)  # compact to send back to the parent process (vocab checked < 65536)
 
 
 # ------------------------------------------------------------------------------------------------------------- stage
@@ -234,7 +229,7 @@ class TokenizeSummary:
 
     def line(self) -> str:
         return (f"{self.n_tokenized} tokenized, {self.n_rejected} rejected (see data/tokens/manifest.parquet), "
-                f"{self.n_tokens:,} tokens ({self.n_rows} rows incl. transpositions, {self.n_shards} shards)")
+                f"{self.n_tokens:,} tokens ({self.n_rows} rows, {self.n_shards} shards)")
 
 
 def read_accepted(organized_dir: Path) -> list[tuple[str, str, Path]]:
@@ -298,14 +293,16 @@ def tokenize_files(files: Sequence[tuple[str, str, Path]], out_dir: Path, cfg: T
                    progress: bool = True) -> TokenizeSummary:
     """Encode (piece_id, composer, path) files into `out_dir` (which must exist): tokenizer, shards, manifest."""
     tokenizer = build_tokenizer(cfg)  # built once here; forked workers inherit it
+    check_vocab_fits(len(tokenizer), "params.yaml: tokenize")
     tokenizer.save(out_dir / TOKENIZER_FILE)
+    write_json(out_dir / AUGMENT_FILE, {"transpose": sorted({int(o) for o in cfg.transpose} - {0})})
     writer = ShardWriter(out_dir, cfg.rows_per_shard)
     manifest: dict[str, list] = {name: [] for name in MANIFEST_SCHEMA.names}
     n_ok = n_tokens = 0
     outcomes = imap_isolated(FileEncoder(cfg, tokenizer), [str(path) for _, _, path in files], n_jobs=cfg.n_jobs,
                              timeout_s=cfg.timeout_s, desc="tokenize", progress=progress)
     for (piece_id, composer, _path), outcome in zip(files, outcomes):
-        n_first = len(outcome.value[0][1]) if outcome.ok else 0
+        n_first = len(outcome.value) if outcome.ok else 0
         manifest["piece_id"].append(piece_id)
         manifest["status"].append("accepted" if outcome.ok else "rejected")
         manifest["reason"].append(outcome.reason)
@@ -313,8 +310,7 @@ def tokenize_files(files: Sequence[tuple[str, str, Path]], out_dir: Path, cfg: T
         if outcome.ok:
             n_ok += 1
             n_tokens += n_first
-            for transpose, ids in outcome.value:
-                writer.add(piece_id, composer, transpose, ids)
+            writer.add(piece_id, composer, 0, outcome.value)
     writer.flush()
     _deterministic_parquet(pa.Table.from_pydict(manifest, schema=MANIFEST_SCHEMA), out_dir / "manifest.parquet")
     return TokenizeSummary(len(files), n_ok, len(files) - n_ok, writer.n_rows, n_tokens, writer.n_shards)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mozart.data.store import TokenStoreReader
 from mozart.infra.atomic import read_json
 from mozart.errors import DataError
 from mozart.evaluation.metrics import json_safe
@@ -17,37 +18,22 @@ MAX_STYLE_TRAIN_PIECES = 400   # bounds the stage's time on a big corpus; a rand
 STYLE_SEGMENTS_PER_PIECE = 4   # bar segments per real piece for the style classifier
 DEFAULT_BARS = 16              # crop length when no generated sample could be measured
 NLL_BATCH_SIZE = 4             # windows per forward pass
+# the metadata columns the stage uses: at a million pieces the string columns (piece_id, work_id, composer) would be
+# most of its memory; the row order (the index the seeded choices use) is unchanged
+META_COLUMNS = ["composer_id", "split", "transpose", "store_row"]
 
 
-class ShardReader:
-    """Token ids of metadata rows, read from data/tokens shards (one read per shard, cached)."""
-
-    def __init__(self, tokens_dir: Path):
-        self.tokens_dir = tokens_dir
-        self._shards: dict[str, list] = {}
-
-    def ids(self, shard: str, row: int) -> list[int]:
-        if shard not in self._shards:
-            import pyarrow.parquet as pq
-
-            path = self.tokens_dir / shard
-            if not path.is_file():
-                raise DataError(f"{path} is missing: rerun `dvc repro tokenize prepare`")
-            self._shards[shard] = pq.read_table(path, columns=["tokens"]).column("tokens").to_pylist()
-        return self._shards[shard][int(row)]
-
-
-def _decode_rows(rows, reader: ShardReader, tokenizer, desc: str) -> list:
-    """Decode metadata rows to symusic Scores (None where decoding fails)."""
+def _decode_rows(rows, reader: TokenStoreReader, tokenizer, desc: str) -> list:
+    """Decode metadata rows to symusic Scores (None where decoding fails); reads only these rows from the store."""
     from tqdm import tqdm
 
     from mozart.data.tokenize import decode_ids
 
     scores = []
-    for shard, row in tqdm(list(zip(rows["shard"], rows["row"])), desc=desc, unit="piece", disable=None,
+    for split, row in tqdm(list(zip(rows["split"], rows["store_row"])), desc=desc, unit="piece", disable=None,
                            leave=False):
         try:
-            scores.append(decode_ids(tokenizer, reader.ids(shard, row)))
+            scores.append(decode_ids(tokenizer, reader.ids(split, row)))
         except Exception:  # a real piece that does not decode is left out, not fatal
             scores.append(None)
     return scores
@@ -60,25 +46,32 @@ def _pick(frame, n: int, seed: int):
     return frame.sample(n=n, random_state=seed).sort_index()
 
 
-def context_windows(rows, reader: ShardReader, config, n_windows: int, seed: int) -> list[tuple[list[int], int]]:
+def context_windows(rows, reader: TokenStoreReader, config, n_windows: int,
+                    seed: int) -> list[tuple[list[int], int]]:
     """Up to `n_windows` windows of context + 1 tokens (inputs and their targets) cut from the given metadata rows,
-    BOS first, each with its row's composer_id: a seeded choice, kept in row order."""
+    BOS first, each with its row's composer_id: a seeded choice, kept in row order.
+
+    Each row's `[BOS] + tokens` is cut at 0, context, 2 context, ... (n tokens give ceil(n / context) windows of at
+    least 2 tokens). The windows are counted from the store's offsets and only the chosen ones are read."""
     import numpy as np
 
+    splits, store_rows = rows["split"].to_numpy(), rows["store_row"].to_numpy(dtype=np.int64)
+    lengths = np.array([reader.store(s).offsets[r + 1] - reader.store(s).offsets[r]
+                        for s, r in zip(splits, store_rows)], dtype=np.int64)
+    counts = -(-lengths // config.context)  # ceil; 0 for an empty row
+    first = np.concatenate([[0], np.cumsum(counts)])  # window number of each row's first window
+    order = np.random.default_rng(seed).permutation(int(first[-1]))[:n_windows]
     windows = []
-    for shard, row, composer_id in zip(rows["shard"], rows["row"], rows["composer_id"]):
-        ids = list(reader.ids(shard, row))
-        if not ids or ids[0] != config.bos_id:
-            ids = [config.bos_id] + ids
-        for start in range(0, max(1, len(ids) - 1), config.context):
-            chunk = ids[start:start + config.context + 1]
-            if len(chunk) >= 2:
-                windows.append((chunk, int(composer_id)))
-    order = np.random.default_rng(seed).permutation(len(windows))[:n_windows]
-    return [windows[i] for i in sorted(order)]
+    for w in sorted(order):
+        i = int(np.searchsorted(first, w, side="right") - 1)
+        start = (w - first[i]) * config.context  # in [BOS] + tokens: token k sits at position k + 1
+        piece = reader.store(splits[i]).piece(store_rows[i])
+        chunk = piece[max(0, start - 1):start + config.context].tolist()
+        windows.append(([config.bos_id] + chunk if start == 0 else chunk, int(rows["composer_id"].iloc[i])))
+    return windows
 
 
-def test_bits_per_token(model, rows, reader: ShardReader, device, n_windows: int, seed: int) -> tuple[float, int]:
+def test_bits_per_token(model, rows, reader: TokenStoreReader, device, n_windows: int, seed: int) -> tuple[float, int]:
     """Mean bits per token of the model on up to `n_windows` context-sized windows of the given test rows
     (conditioned on each row's composer_id), plus the number of predicted tokens. Targets equal to pad are ignored."""
     import torch
@@ -163,7 +156,7 @@ class Inputs:
     names: list[str]
     meta: Any                   # data/prepared/metadata.parquet (pandas)
     tokenizer: Any
-    reader: ShardReader
+    reader: TokenStoreReader
 
 
 def load_inputs(paths) -> Inputs:
@@ -177,10 +170,12 @@ def load_inputs(paths) -> Inputs:
         raise DataError(f"{manifest_path} lists no samples: check the sample params and rerun `dvc repro sample`")
     names = read_json(paths.prepared_dir / "composers.json", "run `dvc repro prepare` first")["names"]
     try:
-        meta = pd.read_parquet(paths.prepared_dir / "metadata.parquet")
+        meta = pd.read_parquet(paths.prepared_dir / "metadata.parquet", columns=META_COLUMNS)
     except FileNotFoundError:
-        raise DataError(f"{paths.prepared_dir / 'metadata.parquet'} is missing: run `dvc repro prepare` first") from None
-    return Inputs(samples, names, meta, load_tokenizer(paths.tokens_dir / "tokenizer.json"), ShardReader(paths.tokens_dir))
+        raise DataError(f"{paths.prepared_dir / 'metadata.parquet'} is missing: run `dvc repro prepare` "
+                        "first") from None
+    tokenizer = load_tokenizer(paths.tokens_dir / "tokenizer.json")
+    return Inputs(samples, names, meta, tokenizer, TokenStoreReader(paths.prepared_dir))
 
 
 def generated_metrics(cfg, samples: list[dict], samples_dir: Path) -> tuple[list[dict], list, int]:

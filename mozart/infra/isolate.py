@@ -15,12 +15,16 @@ forked and takes over the rest of the chunk. The happy path costs one small pipe
 
 Workers are forked (no re-import of torch/miditok, `fn` and its closure are inherited, not pickled); results travel
 back pickled, so return compact values (e.g. numpy uint16 arrays rather than lists of ints).
-`imap_isolated` yields outcomes in input order while keeping only a bounded window in flight, so callers can stream
-results to disk with memory that does not grow with the number of items.
+`imap_isolated` yields outcomes in input order, so callers can stream results to disk. Results that finish ahead of
+a slow or hanging item wait in a reorder buffer bounded by *bytes* (`max_buffer_mb`), not by a small item count:
+while one worker sits on a hanging file until its timeout, the other workers keep going through the input instead of
+idling, so a hang costs one worker its timeout, not the whole pool. Memory stays bounded by the buffer, not by
+`len(items)`.
 """
 from __future__ import annotations
 
 import faulthandler
+import math
 import multiprocessing as mp
 import os
 import pickle
@@ -30,6 +34,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any, Callable, Iterator, Sequence
+
+DEFAULT_BUFFER_MB = 256  # reorder buffer: ~10,000 tokenized pieces of 13k tokens; organize results are tiny
+ITEM_OVERHEAD_BYTES = 512  # counted per buffered outcome besides its pickled size, so tiny results are bounded too
 
 from tqdm.auto import tqdm
 
@@ -153,11 +160,13 @@ class _Pool:
 # ---------------------------------------------------------------------------------------------------------------- parent
 
 def imap_isolated(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int = -1, timeout_s: float = 60.0,
-                  desc: str | None = None, chunk_size: int | None = None, progress: bool = True) -> Iterator[Outcome]:
+                  desc: str | None = None, chunk_size: int | None = None, progress: bool = True,
+                  max_buffer_mb: float = DEFAULT_BUFFER_MB) -> Iterator[Outcome]:
     """Yield `Outcome`s for `fn(item)` in input order; crashes, hangs and exceptions reject only their own item.
 
-    `timeout_s` is per item (0 or less = no limit). Out-of-order results wait in a bounded window, so memory stays
-    proportional to `n_jobs * chunk_size`, not to `len(items)`.
+    `timeout_s` is per item (0 or less = no limit). Results that finish before an earlier item wait in a reorder
+    buffer; new work is dispatched while that buffer holds less than `max_buffer_mb` (pickled result sizes), so
+    workers never idle behind one slow item unless memory says so.
     """
     items = list(items)
     n = len(items)
@@ -166,19 +175,24 @@ def imap_isolated(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int = 
     n_workers = min(resolve_n_jobs(n_jobs), n)
     if chunk_size is None:  # small chunks keep load balanced; per-item replies make chunking cheap anyway
         chunk_size = max(1, min(8, n // (n_workers * 8)))
-    window = chunk_size * n_workers * 4  # dispatch only this far ahead of the next outcome to yield
+    max_buffer = max_buffer_mb * 2**20
     indexed = list(enumerate(items))
     chunks = [indexed[start:start + chunk_size] for start in range(0, n, chunk_size)]
     chunks.reverse()  # pop() from the end = in order
     results: dict[int, Outcome] = {}
+    sizes: dict[int, int] = {}  # bytes held in the reorder buffer per result
+    buffered = [0]  # their sum (a list so the helpers below can update it)
     next_yield = 0
     bar = tqdm(total=n, desc=desc, unit="file", disable=not progress, dynamic_ncols=True)
     pool = _Pool(fn, n_workers)
 
-    def finish(worker: _Worker, index: int, ok: bool, value: Any, reason: str) -> None:
+    def finish(worker: _Worker, message: bytes) -> None:
+        index, ok, value, reason = pickle.loads(message)
         done_index, done_item = worker.pending.popleft()
         assert done_index == index, "worker answered out of order"
         results[index] = Outcome(done_item, ok, value, reason)
+        sizes[index] = len(message) + ITEM_OVERHEAD_BYTES
+        buffered[0] += sizes[index]
         worker.item_started = time.monotonic()
         bar.update(1)
 
@@ -186,6 +200,8 @@ def imap_isolated(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int = 
         """The item a worker was on caused its death: reject it, resend the rest of its chunk to a fresh worker."""
         index, item = worker.pending.popleft()
         results[index] = Outcome(item, False, None, reason)
+        sizes[index] = ITEM_OVERHEAD_BYTES
+        buffered[0] += ITEM_OVERHEAD_BYTES
         bar.update(1)
         rest = list(worker.pending)
         fresh = pool.replace(worker)
@@ -194,10 +210,11 @@ def imap_isolated(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int = 
 
     try:
         while next_yield < n:
-            for worker in pool.workers:  # feed idle workers, never running too far ahead of the consumer
-                if not worker.pending and chunks and chunks[-1][0][0] < next_yield + window:
+            for worker in pool.workers:  # feed idle workers while the reorder buffer has room
+                if not worker.pending and chunks and (buffered[0] < max_buffer or chunks[-1][0][0] == next_yield):
                     pool.send(worker, chunks.pop())
             while next_yield in results:
+                buffered[0] -= sizes.pop(next_yield)
                 yield results.pop(next_yield)
                 next_yield += 1
             if next_yield >= n:
@@ -215,7 +232,7 @@ def imap_isolated(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int = 
                     died = False
                     try:  # drain everything it managed to send before any death
                         while worker.pending and worker.conn.poll():
-                            finish(worker, *worker.conn.recv())
+                            finish(worker, worker.conn.recv_bytes())
                     except (EOFError, OSError):
                         died = True
                     if worker.pending and (died or not worker.process.is_alive()):
@@ -230,8 +247,9 @@ def imap_isolated(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int = 
 
 def map_isolated(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int = -1, timeout_s: float = 60.0,
                  desc: str | None = None, chunk_size: int | None = None, progress: bool = True) -> list[Outcome]:
-    """`imap_isolated` collected into a list (fine when values are small)."""
-    return list(imap_isolated(fn, items, n_jobs, timeout_s, desc, chunk_size, progress))
+    """`imap_isolated` collected into a list (fine when values are small); the list holds everything anyway, so the
+    reorder buffer is unbounded."""
+    return list(imap_isolated(fn, items, n_jobs, timeout_s, desc, chunk_size, progress, max_buffer_mb=math.inf))
 
 
 def read_midi(path: str | os.PathLike) -> Any:

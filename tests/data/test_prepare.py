@@ -1,14 +1,17 @@
 """The prepare stage: composer ids, work-grouped deterministic splits, data.json accounting (mozart.data.prepare)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from mozart.config import PrepareConfig
-from mozart.errors import ConfigError, MozartError
+from mozart.errors import ConfigError, DataError, MozartError
 from mozart.data.prepare import composer_ids, prepare, split_works
+from mozart.data.store import TokenStoreReader, read_store_json, read_vocab_info
 from organize_helpers import write_fake_pipeline
 
 
@@ -39,20 +42,49 @@ def test_composer_ids_zero_alphabetical_then_other():
     assert composer_ids({"Bach": 9}, 5)["other_id"] is None
 
 
-def test_no_work_in_two_splits_and_transpositions_follow_their_piece(tmp_path):
+def test_no_work_in_two_splits_and_stored_transpositions_are_dropped(tmp_path):
     _, meta, composers = run_prepare(tmp_path, asap_like_pieces(), transposes=(0, -1, 2),
                                      cfg=PrepareConfig(min_pieces=5, val_fraction=0.2, test_fraction=0.2))
     assert (meta.groupby("work_id")["split"].nunique() == 1).all()
-    assert (meta.groupby("piece_id")["split"].nunique() == 1).all()
     assert set(meta["split"]) == {"train", "val", "test"}
-    assert len(meta) == 3 * len(asap_like_pieces())
+    assert len(meta) == len(asap_like_pieces()) and set(meta["transpose"]) == {0}  # one row per piece
     assert composers["names"] == ["<unconditional>", "Bach", "Beethoven", "Chopin", "OTHER"]
     assert set(meta.loc[meta["composer"].isin(["Satie", "Gustav Lange"]), "composer_id"]) == {4}
     # shard + row point at the right row of the right shard
     for shard, rows in meta.groupby("shard"):
         table = pd.read_parquet(tmp_path / "data" / "tokens" / shard, columns=["piece_id", "transpose"])
         assert table.iloc[rows["row"]]["piece_id"].tolist() == rows["piece_id"].tolist()
-        assert table.iloc[rows["row"]]["transpose"].tolist() == rows["transpose"].tolist()
+        assert set(table.iloc[rows["row"]]["transpose"]) == {0}
+
+
+def test_token_store_holds_every_piece_of_its_split_in_metadata_order(tmp_path):
+    _, meta, _ = run_prepare(tmp_path, asap_like_pieces(), rows_per_shard=5,
+                             cfg=PrepareConfig(min_pieces=5, val_fraction=0.2, test_fraction=0.2))
+    reader = TokenStoreReader(tmp_path / "prepared")
+    store = read_store_json(tmp_path / "prepared")
+    for split, rows in meta.groupby("split"):
+        assert rows["store_row"].tolist() == list(range(len(rows)))
+        assert store["splits"][split]["n_pieces"] == len(rows)
+        assert store["splits"][split]["n_tokens"] == rows["n_tokens"].sum()
+        assert reader.store(split).composer_ids.tolist() == rows["composer_id"].tolist()
+    for shard, rows in meta.groupby("shard"):
+        table = pd.read_parquet(tmp_path / "data" / "tokens" / shard, columns=["tokens"])
+        for row, split, store_row in zip(rows["row"], rows["split"], rows["store_row"]):
+            assert reader.ids(split, store_row) == table["tokens"].iloc[row].tolist()
+    assert store["transpose"] == [] and store["vocab_size"] < 65536
+
+
+def test_tokenize_transpositions_reach_the_store_and_oversized_vocabularies_fail(tmp_path, monkeypatch):
+    organized, tokens = write_fake_pipeline(tmp_path / "data", asap_like_pieces())
+    (tokens / "augment.json").write_text(json.dumps({"transpose": [2, -1]}))
+    prepare(organized, tokens, tmp_path / "prepared", tmp_path / "data.json", PrepareConfig(min_pieces=5), 1)
+    assert read_store_json(tmp_path / "prepared")["transpose"] == [-1, 2]
+
+    huge = dataclasses.replace(read_vocab_info(tokens / "tokenizer.json"), size=70_000)
+    monkeypatch.setattr("mozart.data.prepare.read_vocab_info", lambda path: huge)
+    with pytest.raises(DataError, match=r"70,000 tokens, more than the 65,536 a uint16 token store can hold"):
+        prepare(organized, tokens, tmp_path / "again", tmp_path / "data.json", PrepareConfig(min_pieces=5), 1)
+    assert not (tmp_path / "again").exists()
 
 
 def test_splits_are_deterministic_under_seed():
@@ -143,3 +175,15 @@ def test_a_corpus_of_only_unknown_composers_is_a_clear_error(tmp_path):
 def test_data_json_counts_zero_unknown_composers_when_every_label_is_a_composer(tmp_path):
     run_prepare(tmp_path, asap_like_pieces())
     assert json.loads((tmp_path / "metrics" / "data.json").read_text())["unknown_composer"] == 0
+
+
+def test_the_store_is_memory_mapped_and_a_truncated_token_file_is_a_clear_error(tmp_path):
+    from mozart.data.store import TokenStore, token_path
+
+    run_prepare(tmp_path, asap_like_pieces(), cfg=PrepareConfig(min_pieces=5, val_fraction=0.2, test_fraction=0.2))
+    store = TokenStore(tmp_path / "prepared", "train")
+    assert isinstance(store.tokens.base, np.memmap) and not store.tokens.flags.writeable  # mapped, not loaded
+    path = token_path(tmp_path / "prepared", "train")
+    path.write_bytes(path.read_bytes()[:-2])
+    with pytest.raises(DataError, match="truncated; rerun `dvc repro prepare`"):
+        TokenStore(tmp_path / "prepared", "train")

@@ -1,9 +1,11 @@
 """Tokenize: encode/decode round trips, and the stage data/organized -> data/tokens (rejections, shards, determinism)."""
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -11,6 +13,8 @@ from symusic import Note, Score, Track
 
 from mozart.config import TokenizeConfig
 from mozart.errors import DataError
+from mozart.data.crops import Transposer
+from mozart.data.store import read_vocab_info
 from mozart.data.tokenize import build_tokenizer, decode_ids, encode_score, load_tokenizer, tokenize_corpus
 
 TPQ = 480
@@ -155,30 +159,35 @@ def test_stage_rejects_bad_files_with_reasons_and_completes(tmp_path):
     assert prelude["tokens"] == encode_score(tokenizer, make_score(10))  # what the stage stores = encode_score
 
 
-def test_transpose_augmentation(tmp_path):
+def test_transpositions_are_recorded_not_stored_and_crop_shifts_equal_transposed_encodings(tmp_path):
     organized = small_corpus(tmp_path / "organized")
-    cfg = TokenizeConfig(transpose=[-2, 3], n_jobs=2)
+    cfg = TokenizeConfig(transpose=[3, -2, 0], n_jobs=2)
     summary = tokenize_corpus(organized, tmp_path / "tokens", cfg, progress=False)
     rows = read_shards(tmp_path / "tokens").to_pylist()
-    keys = [(r["piece_id"], r["transpose"]) for r in rows]
-    assert keys == sorted(keys)
-    assert ("Mozart/high", 3) not in keys and ("Mozart/high", -2) in keys  # 106 + 3 > 108: skipped
-    assert ("Bach/prelude", 3) in keys and ("Bach/prelude", -2) in keys
-    assert summary.n_rows == len(rows) == 4 * 3 - 1
+    assert {r["transpose"] for r in rows} == {0} and summary.n_rows == len(rows) == 4  # one row per piece
+    assert json.loads((tmp_path / "tokens" / "augment.json").read_text()) == {"transpose": [-2, 3]}
 
+    # the training sampler's shift of a piece's tokens is exactly the encoding of the transposed piece
     tokenizer = build_tokenizer(cfg)
-    pitch_of = {i: int(n.split("_")[1]) for n, i in tokenizer.vocab.items() if n.startswith("Pitch_")}
-    by_key = {(r["piece_id"], r["transpose"]): r["tokens"] for r in rows}
-    for (piece_id, offset), tokens in by_key.items():
-        original = by_key[(piece_id, 0)]
-        assert len(tokens) == len(original)
-        for t, o in zip(tokens, original):  # every pitch shifted by exactly the offset, all else identical
-            assert (pitch_of[t] - pitch_of[o] == offset) if o in pitch_of else t == o
+    transposer = Transposer(read_vocab_info(tmp_path / "tokens" / "tokenizer.json"), [-2, 3])
+    scores = {"Bach/prelude": make_score(10), "Mozart/high": make_score(13, low=100, high=106)}
+    for piece_id, score in scores.items():
+        tokens = np.array(next(r["tokens"] for r in rows if r["piece_id"] == piece_id))
+        for k, offset in enumerate(transposer.offsets):
+            shifted = transposer.shift[k][tokens]
+            if piece_id == "Mozart/high" and offset == 3:  # 106 + 3 > 108: out of range, marked -1
+                assert (shifted == -1).any()
+                continue
+            assert shifted.tolist() == encode_score(tokenizer, score.shift_pitch(int(offset)))
+    high = np.array([next(r["tokens"] for r in rows if r["piece_id"] == "Mozart/high")] * 64)
+    crops = transposer(np.random.default_rng(0), high)
+    assert (crops >= 0).all()  # +3 is never drawn for this piece
+    assert {int(transposer.pitch_of[c].max() - transposer.pitch_of[high[0]].max()) for c in crops} == {-2, 0}
 
 
 def test_shards_are_byte_identical_on_rerun_and_respect_rows_per_shard(tmp_path):
     organized = small_corpus(tmp_path / "organized")
-    cfg = TokenizeConfig(transpose=[1], rows_per_shard=3, n_jobs=2)
+    cfg = TokenizeConfig(rows_per_shard=3, n_jobs=2)
     for run in ("a", "b"):
         tokenize_corpus(organized, tmp_path / run, cfg, progress=False)
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
@@ -186,7 +195,7 @@ def test_shards_are_byte_identical_on_rerun_and_respect_rows_per_shard(tmp_path)
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     sizes = [pq.read_metadata(p).num_rows for p in sorted((tmp_path / "a").glob("shard-*.parquet"))]
-    assert sizes == [3, 3, 2]  # 4 pieces x 2 versions = 8 rows
+    assert sizes == [3, 1]  # 4 pieces
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # atomic swap left no temp folder
 
 

@@ -102,3 +102,28 @@ def test_read_midi_reasons(tmp_path):
     assert outcomes[1].reason.startswith("not a MIDI file")
     assert outcomes[2].reason == "no notes"
     assert outcomes[3].ok and outcomes[3].value.note_num() == 1
+
+
+def sleepy(x: int) -> int:
+    """Items 5 and 40 hang past the timeout; every other item takes 50 ms (sleep: no CPU, so timing is reliable)."""
+    time.sleep(60 if x in (5, 40) else 0.05)
+    return x
+
+
+def test_two_hanging_items_cost_about_one_timeout_not_a_stalled_pool():
+    timeout_s, n_items, n_jobs = 4.0, 60, 2
+    ideal = (n_items - 2) * 0.05 / n_jobs  # the work shared out over both workers: ~1.5 s
+    started = time.monotonic()
+    outcomes = list(imap_isolated(sleepy, range(n_items), n_jobs=n_jobs, timeout_s=timeout_s, progress=False))
+    elapsed = time.monotonic() - started
+    assert [o.item for o in outcomes] == list(range(n_items))
+    assert [o.item for o in outcomes if not o.ok] == [5, 40]
+    # While one worker sits on a hang, the other keeps working: the two hangs overlap the rest of the work. A pool
+    # that stalls behind each hang needs ideal + 2 timeouts (~9.5 s).
+    assert timeout_s < elapsed < ideal + 1.5 * timeout_s, elapsed
+
+
+def test_a_full_reorder_buffer_still_yields_everything_in_order():
+    outcomes = list(imap_isolated(sleepy, [x for x in range(30) if x not in (5,)], n_jobs=2, timeout_s=10,
+                                  progress=False, chunk_size=2, max_buffer_mb=0))
+    assert [o.value for o in outcomes] == [x for x in range(30) if x != 5]

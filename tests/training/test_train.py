@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mozart.data.crops import CropSampler, TrainData, Vocab
+from mozart.data.store import TokenStore, VocabInfo, write_store
 from mozart.errors import ConfigError, DataError
 from mozart.model.gpt import GPTConfig, MozartGPT, load_model
 from mozart.training.trainer import TrainPaths, make_optimizer, train
@@ -28,23 +29,70 @@ def data(corpus):
     return TrainData.load(paths.tokens_dir, paths.prepared_dir)
 
 
-def test_pieces_get_bos_eos_and_short_ones_are_padded():
-    piece = np.array([1, 10, 11, 12, 2])  # BOS + 3 tokens + EOS
-    sampler = CropSampler([piece], np.array([1]), VOCAB)
+def sampler_of(tmp_path, pieces: list, composer_ids: list[int]) -> CropSampler:
+    """A CropSampler over a one-split token store written under tmp_path."""
+    write_store(tmp_path, ["train"] * len(pieces), pieces, composer_ids, VocabInfo(50, 0, 1, 2, {}))
+    return CropSampler(TokenStore(tmp_path, "train"), VOCAB)
+
+
+def test_pieces_get_bos_eos_and_short_ones_are_padded(tmp_path):
+    sampler = sampler_of(tmp_path, [[10, 11, 12]], [1])
     crops, composer_ids = sampler.crops(np.random.default_rng(0), 2, seq_len=8)
     assert crops.shape == (2, 9) and composer_ids.tolist() == [1, 1]
     assert crops[0].tolist() == [1, 10, 11, 12, 2, 0, 0, 0, 0]
 
 
-def test_long_pieces_are_cropped_inside_the_piece_and_sampled_by_length():
-    long_piece = np.arange(100, 1100)
-    short = np.array([1, 5, 2])
-    sampler = CropSampler([short, long_piece], np.array([1, 2]), VOCAB)
+def test_long_pieces_are_cropped_inside_the_piece_and_sampled_by_length(tmp_path):
+    sampler = sampler_of(tmp_path, [[5], np.arange(100, 1100)], [1, 2])
     crops, composer_ids = sampler.crops(np.random.default_rng(0), 400, seq_len=16)
     from_long = composer_ids == 2
-    assert from_long.float().mean() > 0.95  # 1000 vs 3 tokens: proportional to length
+    assert 0.95 < from_long.float().mean() < 1  # 1002 vs 3 tokens: proportional to length
+    assert (crops[~from_long][:, :3] == torch.tensor([1, 5, 2])).all()
+    starts = set()
     for crop in crops[from_long]:
-        assert torch.equal(crop, torch.arange(int(crop[0]), int(crop[0]) + 17))  # contiguous, never padded
+        body = crop[1:] if crop[0] == VOCAB.bos_id else crop  # BOS opens the piece, EOS closes it
+        body = body[:-1] if body[-1] == VOCAB.eos_id else body
+        assert torch.equal(body, torch.arange(int(body[0]), int(body[0]) + len(body)))  # contiguous, never padded
+        starts.add(int(crop[0]))
+    assert len(starts) > 100  # crop starts spread over the piece
+
+
+def test_every_crop_is_a_window_of_bos_piece_eos_with_every_start_reachable(tmp_path):
+    rng = np.random.default_rng(1)
+    pieces = [rng.integers(3, 50, size=n) for n in (1, 7, 15, 16, 17, 40)]
+    sampler = sampler_of(tmp_path, pieces, list(range(1, len(pieces) + 1)))  # composer id = piece number
+    crops, composer_ids = sampler.crops(np.random.default_rng(0), 3000, seq_len=15)
+    seen: dict[int, set] = {}
+    for crop, cid in zip(crops.numpy(), composer_ids.tolist()):
+        full = np.concatenate([[1], pieces[cid - 1], [2]])
+        windows = [np.pad(full[s:s + 16], (0, 16 - len(full[s:s + 16]))) for s in range(max(1, len(full) - 15))]
+        matches = [s for s, w in enumerate(windows) if np.array_equal(w, crop)]
+        assert matches, (cid, crop)
+        seen.setdefault(cid, set()).update(matches)
+    assert all(seen[cid] == set(range(max(1, len(pieces[cid - 1]) + 2 - 15))) for cid in seen)
+    assert set(seen) == set(range(1, len(pieces) + 1))
+
+
+def test_train_crops_are_transposed_within_the_pitch_range_and_val_crops_never(tmp_path):
+    root = make_corpus(tmp_path)
+    paths = TrainPaths.under(root)
+    meta = json.loads((paths.prepared_dir / "store.json").read_text())
+    (paths.prepared_dir / "store.json").write_text(json.dumps({**meta, "transpose": [-5, 7]}))
+    data = TrainData.load(paths.tokens_dir, paths.prepared_dir)
+    plain = TrainData.load(paths.tokens_dir, make_corpus(tmp_path / "plain").joinpath("data/prepared"))
+    pitch_of = data.train.transposer.pitch_of
+    shifts = set()
+    for step in range(20):
+        x, _, _ = data.train_batch(0, step, 0, 0, 8, 16, 0.0)
+        x0, _, _ = plain.train_batch(0, step, 0, 0, 8, 16, 0.0)
+        for row, row0 in zip(x.numpy(), x0.numpy()):
+            is_pitch = pitch_of[row0] >= 0
+            assert ((pitch_of[row] >= 0) == is_pitch).all() and (row[~is_pitch] == row0[~is_pitch]).all()
+            shifts |= set((pitch_of[row[is_pitch]] - pitch_of[row0[is_pitch]]).tolist())
+            assert (pitch_of[row[is_pitch]] >= 21).all() and (pitch_of[row[is_pitch]] <= 109).all()
+    assert shifts == {-5, 0, 7}  # per crop one offset, all drawn
+    for (x, _, _), (x0, _, _) in zip(data.val_batches(0, 2, 4, 16), plain.val_batches(0, 2, 4, 16)):
+        assert torch.equal(x, x0)
 
 
 def test_train_batches_are_a_pure_function_of_seed_step_rank(data):
