@@ -13,7 +13,8 @@ GIB = 2**30
 
 
 def test_amp_dtype_choice():
-    assert choose_amp_dtype("cpu", True, False) == (torch.bfloat16, False)
+    assert choose_amp_dtype("cpu", True, True) == (torch.bfloat16, False)     # AVX512-BF16 / AMX / arm64 BF16
+    assert choose_amp_dtype("cpu", True, False) == (None, False)              # emulated bf16: fp32 is faster
     assert choose_amp_dtype("cuda", True, True) == (torch.bfloat16, False)    # Ampere and newer
     assert choose_amp_dtype("cuda", True, False) == (torch.float16, True)     # older GPUs need loss scaling
     assert choose_amp_dtype("cuda", False, True) == (None, False)
@@ -60,3 +61,19 @@ def test_auto_checkpointing_is_off_on_cpu_and_explicit_settings_win():
     assert resolve_grad_checkpointing(False, CUDA, recipe_estimate, lambda d: 0) is False
     with pytest.raises(ConfigError, match="grad_checkpointing"):
         resolve_grad_checkpointing("sometimes", CUDA, recipe_estimate, lambda d: 0)
+
+
+@pytest.mark.parametrize("flags,native", [
+    ("flags\t\t: fpu sse2 avx2 fma", False),                                  # AVX2 only: bf16 would be emulated
+    ("flags\t\t: fpu avx2 avx512f avx512bw", False),                         # AVX-512 without its BF16 extension
+    ("flags\t\t: fpu avx2 avx512f avx512_bf16", True),                       # e.g. Zen 4, Cooper Lake
+    ("flags\t\t: fpu avx512f amx_bf16 amx_tile", True),                      # Sapphire Rapids
+    ("Features\t: fp asimd sve bf16", True),                                  # arm64 (Graviton 3, Apple M2)
+])
+def test_a_cpu_counts_as_native_bf16_only_with_its_bf16_instructions(tmp_path, flags, native):
+    from mozart.training.gpu_settings import cpu_has_native_bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\n{flags}\n\nprocessor\t: 1\n{flags}\n")
+    assert cpu_has_native_bf16(cpuinfo) is native
+    assert cpu_has_native_bf16(tmp_path / "missing") is False
