@@ -167,6 +167,10 @@ def imap_isolated(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int = 
     `timeout_s` is per item (0 or less = no limit). Results that finish before an earlier item wait in a reorder
     buffer; new work is dispatched while that buffer holds less than `max_buffer_mb` (pickled result sizes), so
     workers never idle behind one slow item unless memory says so.
+
+    One scheduling loop on purpose (longer than our usual function): dispatch, reorder, wait and the two ways an
+    item ends (`finish`, `fail_current`) share the pool, the reorder buffer and its byte count; kept together, the
+    invariants — every item answered exactly once, the buffer's accounting — can be checked in one place.
     """
     items = list(items)
     n = len(items)
