@@ -44,6 +44,20 @@ def tiny_model(tok, context: int = 64, seed: int = 0, n_layer: int = 2, d_model:
     return MozartGPT(config).eval()
 
 
+def model_and_grammar(context: int, seed: int):
+    """(tokenizer, tiny model, its REMI grammar): what a decoder test samples with."""
+    from mozart.generation.grammar import RemiGrammar
+
+    tok = tokenizer()
+    model = tiny_model(tok, context=context, seed=seed)
+    return tok, model, RemiGrammar.from_tokenizer(tok, model.config.vocab_size)
+
+
+def bos_rows(tok, batch: int) -> torch.Tensor:
+    """A (batch, 1) prompt of BOS tokens."""
+    return torch.full((batch, 1), tok["BOS_None"])
+
+
 def composers_json() -> dict:
     return {"unconditional_id": 0, "other_id": None, "names": COMPOSERS, "n_pieces": N_PIECES,
             "composer_to_id": {name: i for i, name in enumerate(COMPOSERS) if i > 0}}

@@ -8,20 +8,14 @@ import torch
 from mozart.generation.grammar import RemiGrammar
 from mozart.generation.decoder import (KVCache, SamplingSettings, TokenPicker, apply_repetition_penalty, decode,
                              decode_reference)
-from sampling_helpers import one_thread, tiny_model, tokenizer  # noqa: F401 (autouse fixture)
+from sampling_helpers import bos_rows, model_and_grammar, one_thread, tokenizer  # noqa: F401 (autouse fixture)
 
 GREEDY = SamplingSettings(temperature=0.0)
 
 
 @pytest.fixture(scope="module")
 def setup():
-    tok = tokenizer()
-    model = tiny_model(tok, context=32, seed=2)
-    return tok, model, RemiGrammar.from_tokenizer(tok, model.config.vocab_size)
-
-
-def _bos(tok, batch):
-    return torch.full((batch, 1), tok["BOS_None"])
+    return model_and_grammar(context=32, seed=2)
 
 
 def test_kv_cache_protocol_returns_everything_cached():
@@ -43,8 +37,8 @@ def test_greedy_cached_equals_reference_across_window_slides(setup, cfg_scale):
     settings = SamplingSettings(temperature=0.0, cfg_scale=cfg_scale)
     composers = torch.tensor([1, 2, 0])
     # 90 new tokens in a 32-token context: the window slides several times (keep 16, refill to 32, ...)
-    fast = decode(model, _bos(tok, 3), composers, settings, max_new_tokens=90, grammar=grammar)
-    slow = decode_reference(model, _bos(tok, 3), composers, settings, max_new_tokens=90, grammar=grammar)
+    fast = decode(model, bos_rows(tok, 3), composers, settings, max_new_tokens=90, grammar=grammar)
+    slow = decode_reference(model, bos_rows(tok, 3), composers, settings, max_new_tokens=90, grammar=grammar)
     assert all(len(row) >= 89 for row in fast.tokens)  # 90 minus at most a trailing unfinished note
     assert fast.tokens == slow.tokens
 
@@ -55,14 +49,14 @@ def test_cfg_one_skips_the_unconditional_stream_and_equals_plain_sampling(setup)
     hook = model.register_forward_pre_hook(lambda m, args: batch_sizes.append(args[0].size(0)))
     try:
         settings = SamplingSettings(temperature=1.0, cfg_scale=1.0)
-        got = decode(model, _bos(tok, 2), torch.tensor([1, 3]), settings, max_new_tokens=20,
+        got = decode(model, bos_rows(tok, 2), torch.tensor([1, 3]), settings, max_new_tokens=20,
                        generator=torch.Generator().manual_seed(7))
     finally:
         hook.remove()
     assert set(batch_sizes) == {2}  # never 4: no unconditional rows
     # plain conditional sampling, written out: full recompute, softmax, multinomial with the same generator
     g = torch.Generator().manual_seed(7)
-    seq, cid = _bos(tok, 2), torch.tensor([1, 3])
+    seq, cid = bos_rows(tok, 2), torch.tensor([1, 3])
     with torch.inference_mode():
         for _ in range(20):
             probs = torch.softmax(model(seq, cid)[0][:, -1].float(), -1)
@@ -85,7 +79,7 @@ def test_seeds_reproduce_and_differ(setup):
     settings = SamplingSettings(temperature=1.0, top_p=0.95, repetition_penalty=1.2, cfg_scale=1.5)
 
     def run(seed):
-        return decode(model, _bos(tok, 2), torch.tensor([1, 2]), settings, max_new_tokens=40, grammar=grammar,
+        return decode(model, bos_rows(tok, 2), torch.tensor([1, 2]), settings, max_new_tokens=40, grammar=grammar,
                         generator=torch.Generator().manual_seed(seed)).tokens
     first = run(11)
     assert run(11) == first
@@ -95,8 +89,8 @@ def test_seeds_reproduce_and_differ(setup):
 def test_top_k_one_is_greedy(setup):
     tok, model, grammar = setup
     kwargs = dict(max_new_tokens=30, grammar=grammar, generator=torch.Generator().manual_seed(3))
-    top1 = decode(model, _bos(tok, 2), torch.tensor([1, 2]), SamplingSettings(temperature=1.0, top_k=1), **kwargs)
-    greedy = decode(model, _bos(tok, 2), torch.tensor([1, 2]), GREEDY, **kwargs)
+    top1 = decode(model, bos_rows(tok, 2), torch.tensor([1, 2]), SamplingSettings(temperature=1.0, top_k=1), **kwargs)
+    greedy = decode(model, bos_rows(tok, 2), torch.tensor([1, 2]), GREEDY, **kwargs)
     assert top1.tokens == greedy.tokens
 
 
@@ -131,7 +125,7 @@ def test_repetition_window_limits_what_is_penalised(setup):
 
 def test_stops_after_exactly_the_target_bars(setup):
     tok, model, grammar = setup
-    gen = decode(model, _bos(tok, 4), torch.tensor([0, 1, 2, 3]), SamplingSettings(temperature=1.0),
+    gen = decode(model, bos_rows(tok, 4), torch.tensor([0, 1, 2, 3]), SamplingSettings(temperature=1.0),
                    max_new_tokens=3000, target_bars=3, grammar=grammar, eos_id=tok["EOS_None"],
                    generator=torch.Generator().manual_seed(0))
     for row, reason in zip(gen.tokens, gen.stop_reason):
@@ -143,7 +137,7 @@ def test_stops_after_exactly_the_target_bars(setup):
 
 def test_max_new_tokens_caps_and_leaves_no_half_note(setup):
     tok, model, grammar = setup
-    gen = decode(model, _bos(tok, 3), torch.tensor([1, 2, 3]), SamplingSettings(temperature=1.0),
+    gen = decode(model, bos_rows(tok, 3), torch.tensor([1, 2, 3]), SamplingSettings(temperature=1.0),
                    max_new_tokens=25, target_bars=50, grammar=grammar, generator=torch.Generator().manual_seed(4))
     for row in gen.tokens:
         assert len(row) <= 26

@@ -9,24 +9,17 @@ from mozart.errors import MozartError
 from mozart.generation.decoder import SamplingSettings, decode, decode_reference
 from mozart.generation.ending import EOS_BIAS_PER_NOTE, ClosingRule
 from mozart.generation.engine import is_conditioned, resolve_blend, resolve_conditioning
-from mozart.generation.grammar import RemiGrammar
-from sampling_helpers import composers_json, one_thread, tiny_model, tokenizer  # noqa: F401 (autouse fixture)
+from sampling_helpers import bos_rows, composers_json, model_and_grammar, one_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")
 def setup():
-    tok = tokenizer()
-    model = tiny_model(tok, context=64, seed=3)
-    return tok, model, RemiGrammar.from_tokenizer(tok, model.config.vocab_size)
-
-
-def _bos(tok, batch):
-    return torch.full((batch, 1), tok["BOS_None"])
+    return model_and_grammar(context=64, seed=3)
 
 
 def _run(setup, composers, settings, sampler=decode, target_bars=4, seed=0):
     tok, model, grammar = setup
-    return sampler(model, _bos(tok, len(composers)), composers, settings, max_new_tokens=4000,
+    return sampler(model, bos_rows(tok, len(composers)), composers, settings, max_new_tokens=4000,
                    target_bars=target_bars, grammar=grammar, eos_id=tok["EOS_None"],
                    generator=torch.Generator().manual_seed(seed))
 
@@ -134,7 +127,7 @@ def test_bad_blends_say_what_is_wrong(query, message):
 def test_progress_reports_rising_bar_counts_up_to_the_length(setup):
     tok, model, grammar = setup
     seen: list[int] = []
-    decode(model, _bos(tok, 2), torch.tensor([1, 2]), SamplingSettings(end=True), max_new_tokens=4000,
+    decode(model, bos_rows(tok, 2), torch.tensor([1, 2]), SamplingSettings(end=True), max_new_tokens=4000,
              target_bars=6, grammar=grammar, eos_id=tok["EOS_None"], generator=torch.Generator().manual_seed(1),
              on_progress=seen.append)
     assert len(seen) >= 2 and seen == sorted(seen) and 0 <= seen[0] and seen[-1] <= 6 and seen[-1] > seen[0]
