@@ -11,7 +11,7 @@ from typing import Any
 
 from mozart.config import SampleConfig
 from mozart.errors import ConfigError, MozartError
-from mozart.generation.engine import (DEFAULT_BARS, DEFAULT_BPM, DEFAULT_MODEL_DIR, DEFAULTS, bars_for_seconds,
+from mozart.generation.engine import (DEFAULT_BPM, DEFAULT_MODEL_DIR, DEFAULTS, tempo_and_length,
                                       decode_piece, is_conditioned, known_composers, load_model_dir, load_prompt,
                                       read_composers, resolve_conditioning, sample_tokens, score_seconds,
                                       write_midi)
@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--request", metavar="TEXT",
                    help='plain-English request, e.g. "16 bars like Bach, slow"; explicit options win')
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--bars", type=int, help=f"length in bars (default {DEFAULT_BARS})")
+    length.add_argument("--bars", type=int, help=f"length in bars (default {DEFAULTS.bars}, the sample section's)")
     length.add_argument("--seconds", type=float, help="length in seconds (converted to 4/4 bars at --bpm)")
     p.add_argument("--bpm", type=float, help=f"output tempo (default: the prompt's tempo, else {DEFAULT_BPM:g})")
     p.add_argument("--prompt", metavar="MIDI", help="continue this MIDI file (its first --prompt-bars bars are kept)")
@@ -145,8 +145,7 @@ def main(args: argparse.Namespace) -> int:
     settings = SamplingSettings.from_config(cfg)
     lm = load_model_dir(args.model, args.device, use_grammar=not args.no_grammar, precision=args.precision)
     prompt = load_prompt(args.prompt, lm, args.prompt_bars) if args.prompt else None
-    bpm = args.bpm or (prompt.bpm if prompt else None) or DEFAULT_BPM
-    n_bars = args.bars or (bars_for_seconds(args.seconds, bpm) if args.seconds else DEFAULT_BARS)
+    bpm, n_bars = tempo_and_length(args.bpm, args.bars, args.seconds, prompt)
     if prompt and n_bars <= prompt.n_bars:
         raise ConfigError(f"--bars ({n_bars}) must be more than --prompt-bars ({prompt.n_bars}): "
                           "the length counts the prompt's bars too")

@@ -17,7 +17,6 @@ from mozart.errors import MozartError
 
 DEFAULT_MODEL_DIR = "models/final"
 DEFAULT_BPM = 120.0
-DEFAULT_BARS = 16
 BEATS_PER_BAR = 4  # --seconds -> bars assumes 4/4 (the tokenizer's default without TimeSig tokens)
 DEFAULTS = SampleConfig()  # one source of truth for sampling defaults: params.yaml's sample section
 SMALL_MODEL_PARAMS = 5_000_000  # below this, decode on one CPU thread (measured faster on 2 cores)
@@ -202,6 +201,14 @@ def load_prompt(path: str | Path, lm: LoadedModel, prompt_bars: int) -> Prompt:
 
 def bars_for_seconds(seconds: float, bpm: float) -> int:
     return max(1, math.ceil(seconds * bpm / 60.0 / BEATS_PER_BAR))
+
+
+def tempo_and_length(bpm: float | None, bars: int | None, seconds: float | None,
+                     prompt: Prompt | None) -> tuple[float, int]:
+    """(output bpm, length in bars) for a request: the asked tempo, else the prompt's, else DEFAULT_BPM; the asked
+    bars, else `seconds` at that tempo, else the sample section's default (`sample.bars`)."""
+    bpm = bpm or (prompt.bpm if prompt else None) or DEFAULT_BPM
+    return bpm, bars or (bars_for_seconds(seconds, bpm) if seconds else DEFAULTS.bars)
 
 
 # --------------------------------------------------------------------------------------------------------- sampling

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mozart.errors import MozartError
-from mozart.generation.engine import (DEFAULT_BPM, DEFAULTS, bars_for_seconds, decode_piece, is_conditioned,
+from mozart.generation.engine import (DEFAULTS, decode_piece, is_conditioned, tempo_and_length,
                                       load_prompt, resolve_conditioning, sample_tokens, score_seconds, write_midi)
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024   # a request (form + prompt MIDI) larger than this is refused with 413
@@ -125,8 +125,7 @@ class Job:
 def plan(request: PieceRequest, lm: Any, prompt_path: Path | None) -> tuple[Any, float, int]:
     """(prompt or None, bpm, bars) for a request, checked against the prompt: MozartError when they do not fit."""
     prompt = load_prompt(prompt_path, lm, request.prompt_bars) if prompt_path is not None else None
-    bpm = request.bpm or (prompt.bpm if prompt else None) or DEFAULT_BPM
-    n_bars = request.bars or (bars_for_seconds(request.seconds, bpm) if request.seconds else DEFAULTS.bars)
+    bpm, n_bars = tempo_and_length(request.bpm, request.bars, request.seconds, prompt)
     if n_bars > LIMITS["bars"][2]:
         raise RequestError(f"{request.seconds:g} seconds at {bpm:g} bpm is {n_bars} bars; the most is "
                            f"{LIMITS['bars'][2]:g}: ask for fewer seconds or a slower tempo")
