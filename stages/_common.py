@@ -23,24 +23,27 @@ PARAMS_PATH = REPO_ROOT / "params.yaml"
 
 
 @functools.lru_cache(maxsize=None)
-def load_params(path: Path = PARAMS_PATH) -> dict[str, Any]:
-    """params.yaml, validated; read once per process so the configs a stage runs with and the params it logs to
-    MLflow come from the same read (treat the returned mapping as read-only)."""
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(params.yaml as read, the config of every section), read and validated once per process."""
     try:
         params = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise MozartError(f"{path} not found: run the stage from the repository root") from None
     except yaml.YAMLError as exc:
         raise MozartError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    validate_params(params)
-    return params
+    return params, validate_params(params)
+
+
+def load_params(path: Path = PARAMS_PATH) -> dict[str, Any]:
+    """params.yaml, validated; the configs a stage runs with and the params it logs to MLflow come from the same
+    read (treat the returned mapping as read-only)."""
+    return _read(path)[0]
 
 
 def configs(*sections: str) -> tuple[int, list[Any]]:
     """Return (seed, [config for each section]) from params.yaml, validated as a whole first (cross-section checks
     included), so a bad value fails before any heavy import or data read."""
-    params = load_params()
-    built = validate_params(params)
+    params, built = _read(PARAMS_PATH)
     return int(params.get("seed", 0)), [built[s] for s in sections]
 
 
