@@ -96,7 +96,7 @@ def flops_per_token(trainer) -> float:
     """Training FLOPs per token: 6 x matmul parameters (the tied head included, position/composer tables not) plus
     causal attention, 6 x n_layer x d_model x seq_len (half of the usual 12: the mask skips half the scores)."""
     g, model = trainer.gpt_config, trainer.model
-    matmul_params = model.num_params() - model.wpe.weight.numel() - model.wce.weight.numel()
+    matmul_params = model.num_params() - sum(p.numel() for n, p in model.named_parameters() if n.startswith(("wpe", "wce")))
     return 6 * matmul_params + 6 * g.n_layer * g.d_model * trainer.cfg.seq_len
 
 

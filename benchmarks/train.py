@@ -96,7 +96,7 @@ def matmul_peak_flops(n: int = 2048, reps: int = 10) -> float:
 
 def flops_per_token(model: MozartGPT, seq: int) -> float:
     c = model.config
-    non_embedding = model.num_params() - model.wpe.weight.numel() - model.wce.weight.numel()
+    non_embedding = model.num_params() - sum(p.numel() for n, p in model.named_parameters() if n.startswith(("wpe", "wce")))
     return 6 * non_embedding + 12 * c.n_layer * seq * c.d_model
 
 

@@ -15,7 +15,6 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from mozart.errors import ConfigError
@@ -72,6 +71,8 @@ class ModelConfig(_Checked):
     d_ff: int = 2048
     context: int = 8192
     dropout: float = 0.1
+    positions: str = "rope"      # rope (rotary q/k, mozart.model.rope) | learned (the seed's absolute embedding)
+    rope_base: float = 10000.0   # RoPE frequency base
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class TrainConfig(_Checked):
     num_workers: int = 2
     max_minutes: float = 0.0
     threads: int = 0
+    init_from: str = ""  # "" = from scratch; else a trained model directory to fine-tune (mozart.training.finetune)
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ class SampleConfig(_Checked):
     max_tokens: int = 16384
     device: str = "auto"
     end: bool = True                # close each piece at its length (a final chord + EOS) instead of cutting it
+    attention_sinks: int = 4        # RoPE models past the context: leading positions the rolling KV cache keeps
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,10 @@ class EvaluateConfig(_Checked):
     max_real_pieces: int = 50
     nll_batches: int = 20
     device: str = "auto"
+    n_top_composers: int = 6        # style accuracy over the pieces of these largest composers
+    n_per_composer: int = 16        # free pieces generated per composer, with and without CFG
+    cfg_sweep: list[float] = field(default_factory=list)  # extra guidance scales to judge ([] = sample.cfg_scale, 1)
+    structure: bool = True          # structureness SI (renders audio with render.soundfont)
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("train", "device"): ("auto", "cpu", "cuda", "mps"),
     ("train", "resume"): ("auto", "never"),
     ("train", "grad_checkpointing"): ("auto", True, False),
+    ("model", "positions"): ("rope", "learned"),
     ("sample", "device"): ("auto", "cpu", "cuda", "mps"),
     ("evaluate", "device"): ("auto", "cpu", "cuda", "mps"),
 }
@@ -208,6 +216,7 @@ RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("model", "d_ff"): _between(1, 262_144),
     ("model", "context"): _between(2, 1_048_576),
     ("model", "dropout"): _between(0, 1, hi_open=True),
+    ("model", "rope_base"): _between(1, 1e9, lo_open=True),
     ("train", "seq_len"): _between(1, 1_048_576),
     ("train", "batch_size"): _between(1, 65_536),
     ("train", "grad_accum"): _between(1, 65_536),
@@ -241,9 +250,13 @@ RULES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("sample", "bpm"): (lambda v: v == 0 or 10 <= v <= 400, "0 (the prompt's tempo, else 120) or in [10, 400]"),
     ("sample", "batch_size"): _between(1, 4096),
     ("sample", "max_tokens"): _between(1, 10_000_000),
+    ("sample", "attention_sinks"): _between(0, 1024),
     ("evaluate", "grid"): _between(1, 1024),
     ("evaluate", "max_real_pieces"): _between(0, 1_000_000),
     ("evaluate", "nll_batches"): _between(1, 100_000),
+    ("evaluate", "n_top_composers"): _between(2, 10_000),
+    ("evaluate", "n_per_composer"): _between(1, 10_000),
+    ("evaluate", "cfg_sweep"): (lambda v: all(0 <= s <= 100 for s in v), "a list of guidance scales in [0, 100]"),
     ("render", "soundfont"): _NONEMPTY,
     ("render", "sample_rate"): _between(8_000, 192_000),
 }
@@ -274,6 +287,9 @@ def check_section(cfg: Any) -> None:
 CROSS_RULES: list[tuple[tuple[str, ...], Callable[..., bool], Callable[..., str]]] = [
     (("model",), lambda m: m.d_model % m.n_head == 0,
      lambda m: f"model.d_model ({m.d_model}) must be divisible by model.n_head ({m.n_head})"),
+    (("model",), lambda m: m.positions != "rope" or (m.d_model // m.n_head) % 2 == 0,
+     lambda m: f"model.positions = rope needs an even head size: model.d_model / model.n_head = "
+               f"{m.d_model} / {m.n_head} is odd"),
     (("model", "train"), lambda m, t: t.seq_len <= m.context,
      lambda m, t: f"train.seq_len ({t.seq_len}) must be <= model.context ({m.context}): lower train.seq_len or "
                   "raise model.context"),
@@ -380,14 +396,3 @@ def validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
     except ConfigError as exc:
         raise ConfigError(f"params.yaml: {exc}") from None
     return configs
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
-
-
-def resolve_source(source: str, repo_root: Path) -> Path:
-    """`organize.source`: a folder path, absolute or relative to the repository root (the default `data/music21` is
-    the embedded corpus, written by the music21 stage)."""
-    p = Path(source).expanduser()
-    return p if p.is_absolute() else (repo_root / p).resolve()

@@ -23,6 +23,13 @@ class _UnderRoot:
         """Every path of the stage under the repository (or test) folder `root`."""
         return cls(**{f.name: Path(root) / f.metadata["at"] for f in dataclasses.fields(cls)})
 
+
+def resolve_source(source: str, repo_root: Path) -> Path:
+    """`organize.source`: a folder path, absolute or relative to the repository root (the default `data/music21` is
+    the embedded corpus, written by the music21 stage)."""
+    p = Path(source).expanduser()
+    return p if p.is_absolute() else (repo_root / p).resolve()
+
 @dataclass(frozen=True)
 class Music21Paths(_UnderRoot):
     repo_dir: Path = at(".")                # the export runs only when organize.source is data/music21

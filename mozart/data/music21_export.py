@@ -198,7 +198,7 @@ EXPORT_DIR = "data/music21"  # the default organize.source, written by the music
 def run(cfg, seed: int | None, paths) -> dict:
     """The music21 stage (stage contract: mozart/paths.py): export the selection to `paths.export_dir`, or, when
     organize.source names another folder, write an empty export. `cfg` is the OrganizeConfig; no randomness."""
-    from mozart.config import resolve_source
+    from mozart.paths import resolve_source
     from mozart.infra.atomic import atomic_dir, write_json
 
     wanted = resolve_source(cfg.source, paths.repo_dir) == (Path(paths.repo_dir) / EXPORT_DIR).resolve()

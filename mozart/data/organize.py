@@ -209,7 +209,7 @@ def _music21_files(folder: Path) -> list[SourceFile]:
 
 
 def organize(cfg: OrganizeConfig, source: str | Path, out_dir: Path) -> OrganizeSummary:
-    """Run the stage on a resolved source folder (`mozart.config.resolve_source`); a music21 export folder (one with
+    """Run the stage on a resolved source folder (`mozart.paths.resolve_source`); a music21 export folder (one with
     works.json, written by the music21 stage) is read with its own metadata instead of a layout."""
     from mozart.data.music21_export import WORKS_FILE
     from mozart.infra.atomic import atomic_dir
@@ -230,6 +230,6 @@ def organize(cfg: OrganizeConfig, source: str | Path, out_dir: Path) -> Organize
 def run(cfg: OrganizeConfig, seed: int | None, paths) -> dict:
     """The organize stage (stage contract: mozart/paths.py OrganizePaths): organize.source -> paths.organized_dir.
     Deterministic (no seed). Returns the OrganizeSummary fields."""
-    from mozart.config import resolve_source
+    from mozart.paths import resolve_source
 
     return dataclasses.asdict(organize(cfg, resolve_source(cfg.source, paths.repo_dir), paths.organized_dir))

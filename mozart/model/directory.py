@@ -76,6 +76,11 @@ def check_config_fields(raw: dict, path: Path) -> None:
     for name in OPTIONAL_IDS:
         if name in raw and (not _is_int(raw[name]) or not 0 <= raw[name] < raw["vocab_size"]):
             raise _bad(path, name, f"must be a token id in 0..{raw['vocab_size'] - 1}, got {raw[name]!r}")
+    if raw.get("positions", "learned") not in ("rope", "learned"):
+        raise _bad(path, "positions", f"must be rope or learned, got {raw['positions']!r}")
+    base = raw.get("rope_base", 10000.0)
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or not (math.isfinite(base) and base > 1):
+        raise _bad(path, "rope_base", f"must be a number > 1, got {base!r}")
     dropout = raw.get("dropout", 0.0)
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not (
             math.isfinite(dropout) and 0 <= dropout < 1):

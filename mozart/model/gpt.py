@@ -1,7 +1,8 @@
 """MozartGPT: a compact decoder-only transformer (GPT-2 style) conditioned on a composer id.
 
-Architecture (the seed recipe): learned absolute positions, pre-LayerNorm blocks, GELU MLP, dropout, weight tying
-between the token embedding and the output head. A composer embedding is added to every token embedding; id 0 is the
+Architecture: the seed recipe (pre-LayerNorm blocks, GELU MLP, dropout, weight tying between the token embedding and
+the output head) with `config.positions` choosing the positions: `rope` (rotary q/k, mozart.model.rope; the default
+since issue 13) or `learned` (the seed's absolute embedding `wpe`; a config.json without the key is such a model). A composer embedding is added to every token embedding; id 0 is the
 unconditional path and its embedding row is fixed at zero (padding_idx), so `composer_id = 0` is exactly "no
 composer" — the path classifier-free guidance needs.
 
@@ -36,6 +37,7 @@ from mozart.config import ModelConfig
 from mozart.infra.atomic import atomic_dir
 from mozart.errors import MozartError
 from mozart.model.directory import CONFIG_FILE, WEIGHTS_FILE, read_model_config, read_weights
+from mozart.model.rope import Rotary, apply_rope
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
 
@@ -52,6 +54,7 @@ class GPTConfig(ModelConfig):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GPTConfig":
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {"positions": "learned", **d}  # saved before issue 13: every such model has learned positions
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
@@ -64,13 +67,16 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.d_model, config.d_model)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cache: Any = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: Any = None, rope: Any = None) -> torch.Tensor:
+        """rope: None (learned positions) or the (cos, sin) of the T new positions."""
         B, T, C = x.shape
         if T == 1 and cache is not None and cache.pos > 0:
-            return self._decode_one(x, cache)
+            return self._decode_one(x, cache, rope)
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, n_head, T, head_dim)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         past = 0
         if cache is not None:
             past = cache.pos
@@ -88,13 +94,16 @@ class CausalSelfAttention(nn.Module):
         y = self.c_proj(y.transpose(1, 2).reshape(B, T, C))
         return self.resid_dropout(y) if self.training else y  # eval: skip the no-op module call (decode speed)
 
-    def _decode_one(self, x: torch.Tensor, cache: Any) -> torch.Tensor:
+    def _decode_one(self, x: torch.Tensor, cache: Any, rope: Any) -> torch.Tensor:
         """One new token after a cached prefix: the same values as the general path with half its small ops
         (views instead of split/transpose/reshape; decoding a token on a CPU is ~40 % Python and op overhead)."""
         B, _, C = x.shape
         qkv = self.c_attn(x).view(B, 3, self.n_head, 1, C // self.n_head)
-        k, v = cache.update(self.layer, qkv[:, 1], qkv[:, 2])
-        y = F.scaled_dot_product_attention(qkv[:, 0], k, v)
+        q, k = qkv[:, 0], qkv[:, 1]
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        k, v = cache.update(self.layer, k, qkv[:, 2])
+        y = F.scaled_dot_product_attention(q, k, v)
         return self.c_proj(y.reshape(B, 1, C))
 
 
@@ -118,8 +127,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.d_model)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: Any = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache)
+    def forward(self, x: torch.Tensor, cache: Any = None, rope: Any = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, rope)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -130,7 +139,10 @@ class MozartGPT(nn.Module):
         self.gradient_checkpointing = False   # recompute block activations in backward: less memory, ~30% slower
         self.label_smoothing = 0.0            # set by the trainer (train.label_smoothing); 0 for evaluation
         self.wte = nn.Embedding(config.vocab_size, config.d_model)
-        self.wpe = nn.Embedding(config.context, config.d_model)
+        if config.positions == "learned":
+            self.wpe = nn.Embedding(config.context, config.d_model)
+        else:  # no weights: cos/sin tables (non-persistent buffers)
+            self.rotary = Rotary(config.d_model // config.n_head, config.rope_base, config.context)
         self.wce = nn.Embedding(config.n_composers, config.d_model, padding_idx=0)  # row 0 = unconditional = zeros
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config, i) for i in range(config.n_layer)])
@@ -170,23 +182,30 @@ class MozartGPT(nn.Module):
         """idx (B, T) long, composer_id (B,) long or (B, n_composers) blend weights (see `composer_vector`)
         -> (logits (B, T, vocab), loss or None).
 
-        With `cache` (see docs/CONTRACTS.md) the new tokens sit at positions cache.pos .. cache.pos+T-1.
+        With `cache` (see docs/CONTRACTS.md) the new tokens sit at positions cache.pos .. cache.pos+T-1; a cache with
+        `rolling = True` lets a RoPE model's positions run past the context.
         The loss ignores targets equal to pad_id and uses `self.label_smoothing`.
         """
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
-        if start + T > self.config.context:
+        rolling = getattr(cache, "rolling", False)  # a rolling cache (RoPE only) keeps attention inside the context
+        if start + T > self.config.context and not (rolling and self.config.positions == "rope"):
             raise MozartError(f"sequence of {start + T} tokens exceeds the model context of {self.config.context}; "
                               "generate fewer tokens or use a sliding window")
-        # wpe rows start..start+T-1 as a slice (same values as looking up arange(start, start+T), one op less)
-        x = self.wte(idx) + self.wpe.weight[start:start + T] + self.composer_vector(composer_id)[:, None, :]
+        x = self.wte(idx) + self.composer_vector(composer_id)[:, None, :]
+        rope = None
+        if self.config.positions == "learned":
+            # wpe rows start..start+T-1 as a slice (same values as looking up arange(start, start+T), one op less)
+            x = x + self.wpe.weight[start:start + T]
+        else:
+            rope = self.rotary.cos_sin(start, T)
         if self.training:
             x = self.drop(x)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and cache is None:
-                x = checkpoint(block, x, use_reentrant=False)
+                x = checkpoint(block, x, None, rope, use_reentrant=False)
             else:
-                x = block(x, cache)
+                x = block(x, cache, rope)
         if cache is not None:
             cache.advance(T)
         logits = self.lm_head(self.ln_f(x))
