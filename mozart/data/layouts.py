@@ -2,7 +2,8 @@
 
 `folder` (`<Composer>/…/*.mid`), `giantmidi` (`Surname, Firstname, Title, id.mid`), `prefix` (`composer-title.mid` or
 `Composer - Title.mid`: the longest listed composer at the start wins), `csv` (`metadata.csv` with composer and path
-columns) and `auto` (picks one). `collect_files` returns one SourceFile per input file; composer labels are raw here
+columns) and `auto` (picks one; a folder of corpora, each subfolder with its own metadata.csv such as
+`../shared/corpora`, is read corpus by corpus and their files joined). `collect_files` returns one SourceFile per input file; composer labels are raw here
 and resolved later by organize against the composer list (mozart.data.composer_catalogue).
 """
 from __future__ import annotations
@@ -167,6 +168,8 @@ def collect_files(root: Path, layout: str, catalogue: Catalogue | None = None) -
     if not files:
         raise DataError(f"organize.source folder {root} has no .mid/.midi files: add some or use "
                         "organize.source: music21")
+    if layout == "auto" and (parts := _corpus_parts(root)):
+        return _collection(root, parts, files, catalogue)
     if layout == "auto":
         layout = detect_layout(root, files)
     if layout == "csv":
@@ -190,3 +193,25 @@ def _reject_undecodable(f: SourceFile) -> SourceFile:
         return f
     return replace(f, source_path=shown(f.source_path), composer=shown(f.composer), title=shown(f.title),
                    work_key=shown(f.work_key), reason="path is not valid UTF-8: rename the file or folder to UTF-8")
+
+
+def _corpus_parts(root: Path) -> list[Path]:
+    """Subfolders that are corpora of their own (each with a metadata.csv) when `root` itself has none."""
+    if (root / "metadata.csv").is_file():
+        return []
+    return sorted(d for d in root.iterdir() if d.is_dir() and (d / "metadata.csv").is_file())
+
+
+def _collection(root: Path, parts: list[Path], files: list[Path],
+                catalogue: Catalogue | None) -> tuple[str, list[SourceFile]]:
+    """Each corpus read with its own layout; paths and work keys get the corpus folder in front, so two corpora's
+    works never merge. Files outside every corpus folder are read with the folder layout."""
+    out, layouts = [], []
+    for part in parts:
+        layout, found = collect_files(part, "auto", catalogue)
+        layouts.append(f"{part.name}: {layout}")
+        out += [replace(f, source_path=f"{part.name}/{f.source_path}",
+                        work_key=f"{part.name}/{f.work_key}" if f.work_key else "") for f in found]
+    rest = [p for p in files if not any(part in p.parents for part in parts)]
+    out += [_reject_undecodable(_folder(root, p)) for p in rest]
+    return f"corpora ({', '.join(layouts)})", out

@@ -85,6 +85,23 @@ def test_csv_layout_piano_midi_de_style_with_case_mismatch(tmp_path):
     assert got["midis/Extra/new_piece.mid"].composer == "Extra"
 
 
+def test_a_folder_of_corpora_is_read_corpus_by_corpus_with_their_work_keys_kept_apart(tmp_path):
+    """`organize.source: ../shared/corpora`: asap/ and piano-midi-de/ each have a metadata.csv."""
+    write_asap_like(tmp_path / "asap")
+    pmd = tmp_path / "piano-midi-de"
+    write_tree(pmd, ["midis/Grieg/grieg_lyric.mid"], first_seed=40)
+    (pmd / "metadata.csv").write_text("composer,title,midi\nGrieg,Lyric_Piece,midis/Grieg/grieg_lyric.mid\n")
+    write_midi(tmp_path / "Liszt" / "loose.mid", seed=77)  # outside both corpora: folder layout
+    layout, files = collect_files(tmp_path, "auto")
+    assert layout == "corpora (asap: csv, piano-midi-de: csv)"
+    got = by_path(files)
+    assert len(files) == 8
+    assert {f.work_key for f in files if f.source_path.startswith("asap/Bach/")} == {"asap/Bach/Fugue/bwv_846"}
+    assert got["piano-midi-de/midis/Grieg/grieg_lyric.mid"].composer == "Grieg"
+    assert got["Liszt/loose.mid"].composer == "Liszt"
+    assert all(f.path == tmp_path / f.source_path for f in files)
+
+
 def test_auto_prefers_folder_for_composer_folders(tmp_path):
     write_tree(tmp_path, ["Bach/a-b.mid", "Bach/c.mid", "Liszt/d.mid"])
     assert detect_layout(tmp_path, list_midi_files(tmp_path)) == "folder"
