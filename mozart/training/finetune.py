@@ -64,7 +64,8 @@ def open_base(base_dir: Path, model_cfg: ModelConfig, data_tokenizer: Path) -> B
     if not (base_dir / CONFIG_FILE).is_file():
         raise DataError(f"train.init_from: {base_dir} holds no trained model ({CONFIG_FILE} is missing): copy the "
                         f"models/final folder of the pretraining run there ({CONFIG_FILE}, {WEIGHTS_FILE}, "
-                        f"{TOKENIZER_FILE}, {COMPOSERS_FILE}), or set train.init_from: '' to train from scratch")
+                        f"{TOKENIZER_FILE}, {COMPOSERS_FILE}), or set train.init_from: '' to train from scratch (`dvc exp "
+                        "run --temp` / `--queue` copy only what git tracks: fine-tune in the workspace)")
     config = read_model_config(base_dir)
     check_architecture(model_cfg, config, base_dir / CONFIG_FILE)
     check_same_tokenizer(Path(data_tokenizer), base_dir / TOKENIZER_FILE)
