@@ -25,8 +25,8 @@ class _UnderRoot:
 
 
 def resolve_source(source: str, repo_root: Path) -> Path:
-    """`organize.source`: a folder path, absolute or relative to the repository root (the default `data/music21` is
-    the embedded corpus, written by the music21 stage)."""
+    """`organize.source` (or `train.init_from`): a folder path, absolute or relative to the repository root (the
+    default source `data/music21` is the embedded corpus, written by the music21 stage)."""
     p = Path(source).expanduser()
     return p if p.is_absolute() else (repo_root / p).resolve()
 
@@ -58,6 +58,8 @@ class PreparePaths(_UnderRoot):
 
 @dataclass(frozen=True)
 class TrainPaths(_UnderRoot):
+    repo_dir: Path = at(".")                # train.init_from is resolved against it when relative
+    base_dir: Path = at("models/base")      # the base model dvc.yaml tracks for fine-tuning (README placeholder)
     tokens_dir: Path = at("data/tokens")
     prepared_dir: Path = at("data/prepared")
     final_dir: Path = at("models/final")  # out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,18 @@ def test_every_params_section_read_is_listed(stage):
     assert listed - {"seed"} <= read, f"{stage}: lists {sorted(listed - {'seed'} - read)} but never reads it"
     uses_seed = re.search(r"(?<![\w.])seed\b", _script(stage).read_text()) is not None
     assert ("seed" in listed) == uses_seed, f"{stage}: seed listed={'seed' in listed} but used={uses_seed}"
+
+
+def test_train_depends_on_the_base_model_folder_which_always_exists():
+    """train.init_from's documented place is a dep even when nothing is fine-tuned: its README placeholder is in git,
+    so `dvc repro` never stops on a missing dep, and copying a base model in reruns train. The model files copied
+    there are ignored by git (they are large, and DVC hashes them as the dep)."""
+    assert "models/base" in STAGES["train"]["deps"]
+    assert (REPO / "models/base/README.md").is_file()
+    if (REPO / ".git").exists():
+        check = ["git", "-C", str(REPO), "check-ignore", "-q"]
+        assert subprocess.run(check + ["models/base/model.safetensors"]).returncode == 0
+        assert subprocess.run(check + ["models/base/README.md"]).returncode == 1
 
 
 def test_metrics_are_small_committed_files():

@@ -26,32 +26,38 @@ from mozart.data.store import read_vocab_info, write_store  # noqa: E402
 COMPOSERS = ["<unconditional>", "Bach", "Mozart"]
 
 
-def make_corpus(root: Path, n_pieces: int = 12, seed: int = 0) -> Path:
+def make_corpus(root: Path, n_pieces: int = 12, seed: int = 0, composers: list[str] = COMPOSERS,
+                tokenizer_config: dict | None = None) -> Path:
     """data/tokens + data/prepared under root, shaped like the real stages' outputs (docs/CONTRACTS.md).
 
-    Each composer's pieces repeat a composer-specific motif, so there is something learnable."""
+    Each composer's pieces repeat a composer-specific motif, so there is something learnable; the first piece of
+    each composer is in the val split. `composers` (index = id, 0 = unconditional) and the seed decide the motifs:
+    the same seed gives composer k the same motif whatever composers follow it. `tokenizer_config` overrides
+    miditok.TokenizerConfig arguments."""
     import miditok
 
     rng = np.random.default_rng(seed)
     tokens_dir, prepared_dir = root / "data/tokens", root / "data/prepared"
     tokens_dir.mkdir(parents=True, exist_ok=True)
     prepared_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = miditok.REMI(miditok.TokenizerConfig(special_tokens=["PAD", "BOS", "EOS"]))
+    tokenizer = miditok.REMI(miditok.TokenizerConfig(special_tokens=["PAD", "BOS", "EOS"],
+                                                     **(tokenizer_config or {})))
     tokenizer.save(tokens_dir / "tokenizer.json")
     vocab = len(tokenizer)
-    motifs = {c: rng.integers(3, vocab, size=8) for c in (1, 2)}
+    n_real = len(composers) - 1
+    motifs = {c: rng.integers(3, vocab, size=8) for c in range(1, n_real + 1)}
     rows, meta = [], []
     for i in range(n_pieces):
-        composer_id = 1 + i % 2
+        composer_id = 1 + i % n_real
         length = int(rng.integers(20, 120))
         tokens = np.resize(motifs[composer_id], length).astype(np.uint16)
         tokens[rng.random(length) < 0.1] = rng.integers(3, vocab)  # a little noise
-        split = "val" if i in (0, 1) else "train"
-        piece_id = f"{COMPOSERS[composer_id]}/piece{i:02d}"
-        rows.append((piece_id, COMPOSERS[composer_id], 0, tokens.tolist(), length))
-        meta.append(dict(piece_id=piece_id, work_id=piece_id, composer=COMPOSERS[composer_id],
+        split = "val" if i < n_real else "train"
+        piece_id = f"{composers[composer_id]}/piece{i:02d}"
+        rows.append((piece_id, composers[composer_id], 0, tokens.tolist(), length))
+        meta.append(dict(piece_id=piece_id, work_id=piece_id, composer=composers[composer_id],
                          composer_id=composer_id, split=split, transpose=0, n_tokens=length,
-                         shard="shard-00000.parquet" if i < 6 else "shard-00001.parquet", row=i % 6))
+                         shard="shard-00000.parquet" if i < 6 else "shard-00001.parquet", row=i if i < 6 else i - 6))
     for shard, part in (("shard-00000.parquet", rows[:6]), ("shard-00001.parquet", rows[6:])):
         table = pa.table({
             "piece_id": [r[0] for r in part], "composer": [r[1] for r in part],
@@ -64,9 +70,10 @@ def make_corpus(root: Path, n_pieces: int = 12, seed: int = 0) -> Path:
     for m, store_row in zip(meta, store_rows):
         m["store_row"] = store_row
     pd.DataFrame(meta).to_parquet(prepared_dir / "metadata.parquet")
-    composers = {"unconditional_id": 0, "other_id": None, "names": COMPOSERS, "n_pieces": [0, 6, 6],
-                 "composer_to_id": {"Bach": 1, "Mozart": 2}}
-    (prepared_dir / "composers.json").write_text(json.dumps(composers))
+    counts = [0] + [sum(m["composer_id"] == c for m in meta) for c in range(1, n_real + 1)]
+    composers_json = {"unconditional_id": 0, "other_id": None, "names": list(composers), "n_pieces": counts,
+                      "composer_to_id": {name: c for c, name in enumerate(composers) if c > 0}}
+    (prepared_dir / "composers.json").write_text(json.dumps(composers_json))
     return root
 
 

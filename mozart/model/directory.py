@@ -42,15 +42,16 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _read_json_object(path: Path) -> dict:
+def read_json_object(path: Path, remedy: str = CORRUPT) -> dict:
+    """A JSON file holding an object; else one DataError line ending in `remedy` (what to do about it)."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{path} is missing ({CORRUPT})") from None
+        raise DataError(f"{path} is missing ({remedy})") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path} is not readable JSON ({type(exc).__name__}: {exc}; {CORRUPT})") from None
+        raise DataError(f"{path} is not readable JSON ({type(exc).__name__}: {exc}; {remedy})") from None
     if not isinstance(value, dict):
-        raise DataError(f"{path} should hold a JSON object, not {type(value).__name__} ({CORRUPT})")
+        raise DataError(f"{path} should hold a JSON object, not {type(value).__name__} ({remedy})")
     return value
 
 
@@ -92,7 +93,7 @@ def read_model_config(model_dir: str | Path) -> Any:
     from mozart.model.gpt import GPTConfig
 
     path = Path(model_dir) / CONFIG_FILE
-    raw = _read_json_object(path)
+    raw = read_json_object(path)
     check_config_fields(raw, path)
     return GPTConfig.from_dict(raw)
 
@@ -153,7 +154,7 @@ def read_tokenizer(model_dir: str | Path, config: Any) -> Any:
     path = Path(model_dir) / TOKENIZER_FILE
     if not path.is_file():
         raise DataError(f"{path} is missing ({CORRUPT})")
-    _read_json_object(path)
+    read_json_object(path)
     try:
         tokenizer = load_tokenizer(path)
     except DataError as exc:
@@ -202,11 +203,11 @@ def read_composers(model_dir: str | Path) -> dict[str, Any]:
     model's composer embedding rows. Torch-free."""
     model_dir = require_dir(model_dir)
     path = model_dir / COMPOSERS_FILE
-    composers = _read_json_object(path)
+    composers = read_json_object(path)
     check_composers_fields(composers, path)
     config_path = model_dir / CONFIG_FILE
     if config_path.is_file():
-        raw = _read_json_object(config_path)
+        raw = read_json_object(config_path)
         check_config_fields(raw, config_path)
         if len(composers["names"]) != raw["n_composers"]:
             raise DataError(f"{path}: names lists {len(composers['names'])} composers but {config_path} n_composers "

@@ -1,7 +1,7 @@
 """Resumable training checkpoints, one folder per run, so no run can lose another's (or its own) checkpoints.
 
 A run is named by its resume key (sha256 over the model and train params that change the weights, the seed, the
-world size and the data fingerprint). Its checkpoints live in `models/checkpoints/<key[:16]>/ckpt-<step>.pt`:
+world size, the data fingerprint and, when fine-tuning, the base model's fingerprint). Its checkpoints live in `models/checkpoints/<key[:16]>/ckpt-<step>.pt`:
 
 - pruning, after writing step S, removes only the run's own checkpoints older than S beyond the newest
   KEEP_CHECKPOINTS - 1 of them, and never looks at another folder: a new run beside an older run's higher-numbered
@@ -36,12 +36,15 @@ NON_STATE_KEYS = ("eval_every", "eval_batches", "ckpt_every", "resume", "num_wor
                   "compile", "threads", "grad_checkpointing")
 
 
-def resume_key(model_cfg: Any, cfg: Any, seed: int, world_size: int, fingerprint: str) -> str:
+def resume_key(model_cfg: Any, cfg: Any, seed: int, world_size: int, fingerprint: str, base: str = "") -> str:
     """The run's identity: sha256 over the GPT config and TrainConfig dataclasses (less NON_STATE_KEYS), seed,
-    world size and data fingerprint."""
+    world size, data fingerprint and, for a fine-tuning run, the base model's fingerprint (absent from the blob
+    otherwise, so runs from scratch keep the keys they had before fine-tuning existed)."""
     train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NON_STATE_KEYS}
     blob = {"model": dataclasses.asdict(model_cfg), "train": train, "seed": seed, "world_size": world_size,
             "data": fingerprint}
+    if base:
+        blob["base"] = base
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 

@@ -31,7 +31,7 @@ from mozart.errors import TrainingError
 from mozart.infra.atomic import write_json, write_text
 from mozart.paths import TrainPaths  # noqa: F401  (re-exported: tests and benchmarks use it from here)
 from mozart.model.gpt import GPTConfig, MozartGPT, save_model, unwrap
-from mozart.training import distributed
+from mozart.training import distributed, finetune
 from mozart.training.batches import StepBatches
 from mozart.training.checkpoints import CheckpointStore, describe_run, resume_key
 from mozart.training.gpu_settings import (choose_amp_dtype, estimate_training_bytes, native_bf16,
@@ -63,6 +63,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.dist = distributed.setup(cfg.device)
         self.device = self.dist.device
+        self.base = self.open_base(model_cfg)  # train.init_from: checked before the data is read
         self.data = data or TrainData.load(paths.tokens_dir, paths.prepared_dir)
         vocab = self.data.vocab
         self.gpt_config = GPTConfig(**dataclasses.asdict(model_cfg), vocab_size=vocab.size,
@@ -73,6 +74,9 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         torch.manual_seed(seed)  # same initial weights on every rank
         self.model = MozartGPT(self.gpt_config).to(self.device)
+        if self.base is not None:
+            finetune.check_vocabulary(vocab, self.base, paths.tokens_dir / "tokenizer.json")
+            self.say(finetune.start_from_base(self.model, self.base, self.data.composers))
         self.model.gradient_checkpointing = self.choose_grad_checkpointing()
         self.model.label_smoothing = cfg.label_smoothing
         self.optimizer = make_optimizer(self.model, cfg, self.device)
@@ -90,7 +94,8 @@ class Trainer:
             self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
         if cfg.compile:
             self.forward_model = torch.compile(self.forward_model)
-        self.key = resume_key(self.gpt_config, cfg, seed, self.dist.world_size, self.data.fingerprint)
+        self.key = resume_key(self.gpt_config, cfg, seed, self.dist.world_size, self.data.fingerprint,
+                              base=self.base.fingerprint if self.base else "")
         self.checkpoints = CheckpointStore(paths.checkpoint_dir, self.key)
         self.step, self.tokens_seen, self.train_seconds = 0, 0, 0.0
         self.unsynced_tokens = 0  # non-PAD targets of this rank since the last sync_tokens()
@@ -107,6 +112,16 @@ class Trainer:
         cfg = self.cfg
         return self.data.train_batch(self.seed, step, self.dist.rank, micro, cfg.batch_size, cfg.seq_len,
                                      cfg.p_uncond)
+
+    def open_base(self, model_cfg: ModelConfig) -> finetune.BaseModel | None:
+        """The checked base model of train.init_from, or None (from scratch)."""
+        base_dir = finetune.resolve_base_dir(self.cfg.init_from, self.paths.repo_dir)
+        if base_dir is None:
+            return None
+        if base_dir.resolve() != self.paths.base_dir.resolve():  # dvc.yaml tracks only this folder
+            self.say(f"note: {base_dir} is not {self.paths.base_dir}, the folder dvc.yaml tracks: `dvc repro` "
+                     "will not rerun train when that base model changes")
+        return finetune.open_base(base_dir, model_cfg, self.paths.tokens_dir / "tokenizer.json")
 
     def choose_grad_checkpointing(self) -> bool:
         cfg, g = self.cfg, self.gpt_config
@@ -168,7 +183,7 @@ class Trainer:
         others = [d for d in root.glob("*/") if d != self.checkpoints.directory and any(d.glob("ckpt-*.pt"))]
         if others or any(root.glob("ckpt-*.pt")):
             self.say(f"no checkpoint of this run in {self.checkpoints.directory}: the {len(others)} other run "
-                     f"folder(s) in {root} hold other model/train params, seed, GPU count or data and are left "
+                     f"folder(s) in {root} hold other model/train params, seed, GPU count, data or base model and are left "
                      "untouched (delete them to free disk); starting fresh")
 
     def checkpoint(self) -> None:
