@@ -104,6 +104,8 @@ class RollingKVCache:
         self.v = torch.empty(shape, device=device, dtype=dtype)
         self.sink_k = torch.empty(shape[:3] + (layout.sinks, head_dim), device=device, dtype=dtype)
         self.rotary, self.layout = rotary, layout
+        self._layers = [(self.k[i], self.v[i], self.sink_k[i]) for i in range(n_layer)]  # per-layer views, made once
+        self._sinks, self._slots, self._context = layout.sinks, layout.slots, layout.context  # plain ints: per-step
         self._anchor = [0] * n_layer    # virtual position of each layer's first sink as written in self.k
         self._rotation: tuple[int, Any] = (0, None)  # (sink_start, its cos/sin), computed once per re-anchoring
         self.pos = 0
@@ -118,20 +120,22 @@ class RollingKVCache:
                    cfg.d_model // cfg.n_head, device=param.device, dtype=param.dtype)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        T, p, layout = k.size(2), self.pos, self.layout
-        if T > 1 and p + T > layout.slots:
-            raise RuntimeError(f"rolling KV cache: a {T}-token chunk at position {p} does not fit its {layout.slots} "
+        T, p, slots = k.size(2), self.pos, self._slots
+        if T > 1 and p + T > slots:
+            raise RuntimeError(f"rolling KV cache: a {T}-token chunk at position {p} does not fit its {slots} "
                                "slots; feed the rest one token at a time")
-        slot = layout.slot(p)
-        self.k[layer].narrow(2, slot, T).copy_(k)
-        self.v[layer].narrow(2, slot, T).copy_(v)
-        if p < layout.sinks:  # keep the sinks' keys as rotated at their true positions, to re-anchor from
-            n = min(T, layout.sinks - p)
-            self.sink_k[layer].narrow(2, p, n).copy_(k.narrow(2, 0, n))
-        if T == 1 and p >= layout.context:
-            self._reanchor(layer, layout.sink_start(p))
-        end = min(p + T, layout.slots)
-        return self.k[layer].narrow(2, 0, end), self.v[layer].narrow(2, 0, end)
+        k_layer, v_layer, sink_layer = self._layers[layer]
+        slot = p if p < slots else self.layout.slot(p)
+        k_layer.narrow(2, slot, T).copy_(k)
+        v_layer.narrow(2, slot, T).copy_(v)
+        if p < self._sinks:  # keep the sinks' keys as rotated at their true positions, to re-anchor from
+            n = min(T, self._sinks - p)
+            sink_layer.narrow(2, p, n).copy_(k.narrow(2, 0, n))
+        if p >= self._context:
+            self._reanchor(layer, self.layout.sink_start(p))
+            return k_layer, v_layer
+        end = min(p + T, slots)
+        return k_layer.narrow(2, 0, end), v_layer.narrow(2, 0, end)
 
     def _reanchor(self, layer: int, start: int) -> None:
         """Rotate this layer's sinks to virtual positions start..start+sinks-1 (rotations compose: rotating the
@@ -141,7 +145,8 @@ class RollingKVCache:
         if self._rotation[0] != start:
             self._rotation = (start, self.rotary.at(torch.tensor([start])))
         cos, sin = self._rotation[1]
-        self.k[layer].narrow(2, 0, self.layout.sinks).copy_(apply_rope(self.sink_k[layer], cos, sin))
+        k_layer, _, sink_layer = self._layers[layer]
+        k_layer.narrow(2, 0, self._sinks).copy_(apply_rope(sink_layer, cos, sin))
         self._anchor[layer] = start
 
     def advance(self, n: int) -> None:
