@@ -361,7 +361,8 @@ def decode(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings
             on_progress(int(book.n_bars.min()))
         if steps == max_new_tokens or (book.any_finished and bool(book.finished.all())):
             break
-        if book.slide_if_full():  # learned positions: re-prefill the kept half; the grammar state lives in `book`, untouched
+        # learned positions (or rolling=False): re-prefill the kept half; the grammar state lives in `book`, untouched
+        if book.slide_if_full():
             cache.reset()
             logits = model(book.window(), book.model_cid, cache=cache)[0][:, -1]
             continue
