@@ -17,10 +17,11 @@ N_SPECIAL = 3  # PAD, BOS, EOS come first in the vocabulary
 
 
 def write_synthetic_store(root: Path, n_pieces: int, piece_tokens: int, seed: int = 0, n_val: int = 4,
-                          rows_per_shard: int = 256) -> Path:
+                          rows_per_shard: int = 256, n_test: int = 0) -> Path:
     """ROOT/data/tokens (tokenizer.json + shard-*.parquet) and ROOT/data/prepared (the memory-mapped token store,
     metadata.parquet, composers.json) holding `n_pieces` pieces of `piece_tokens` random ids; the first `n_val` are
-    the val split. Pieces are streamed into the store, never all in memory. Returns ROOT (TrainPaths.under(ROOT))."""
+    the val split, the next `n_test` the test split. Pieces are streamed into the store, never all in memory.
+    Returns ROOT (TrainPaths.under(ROOT))."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -50,7 +51,7 @@ def write_synthetic_store(root: Path, n_pieces: int, piece_tokens: int, seed: in
             "tokens": pa.array([p.tolist() for p in pieces], pa.list_(pa.uint16())),
             "n_tokens": pa.array([piece_tokens] * len(names), pa.int32())}), tokens_dir / shard)
         for i, name, c, piece in zip(ids, names, composer_ids, pieces):
-            split = "val" if i < n_val else "train"
+            split = "val" if i < n_val else "test" if i < n_val + n_test else "train"
             meta.append(dict(piece_id=name, work_id=name, composer=COMPOSERS[c], composer_id=c, split=split,
                              transpose=0, n_tokens=piece_tokens, shard=shard, row=i - first,
                              store_row=writers[split].append(piece, c)))

@@ -36,20 +36,22 @@ def tokenizer(**overrides):
     return _TOKENIZERS[key]
 
 
-def tiny_model(tok, context: int = 64, seed: int = 0, n_layer: int = 2, d_model: int = 32) -> MozartGPT:
+def tiny_model(tok, context: int = 64, seed: int = 0, n_layer: int = 2, d_model: int = 32,
+               positions: str = "rope") -> MozartGPT:
     torch.manual_seed(seed)  # the model's own init uses the global RNG
     config = GPTConfig(n_layer=n_layer, d_model=d_model, n_head=2, d_ff=4 * d_model, context=context, dropout=0.0,
+                       positions=positions,
                        vocab_size=len(tok), n_composers=len(COMPOSERS), pad_id=tok.pad_token_id,
                        bos_id=tok["BOS_None"], eos_id=tok["EOS_None"])
     return MozartGPT(config).eval()
 
 
-def model_and_grammar(context: int, seed: int):
+def model_and_grammar(context: int, seed: int, **model_options):
     """(tokenizer, tiny model, its REMI grammar): what a decoder test samples with."""
     from mozart.generation.grammar import RemiGrammar
 
     tok = tokenizer()
-    model = tiny_model(tok, context=context, seed=seed)
+    model = tiny_model(tok, context=context, seed=seed, **model_options)
     return tok, model, RemiGrammar.from_tokenizer(tok, model.config.vocab_size)
 
 

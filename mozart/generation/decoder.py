@@ -14,10 +14,15 @@ log-softmaxed scores, whereas the spec mixes raw logits; both are one line here.
 
 Length: a row stops at EOS, or when it samples the Bar that would open bar `target_bars + 1` (that Bar is dropped, so
 the piece ends with its last bar complete), or after `max_new_tokens`. With `settings.end` (and a grammar and an EOS
-id) the last bar is a closing sonority ended by EOS instead (mozart.generation.ending). Beyond the model's context the window slides:
-the oldest half is dropped and the rest re-prefilled; the grammar state is per piece, so it carries over.
+id) the last bar is a closing sonority ended by EOS instead (mozart.generation.ending).
 
-`decode` (KV cache) and `decode_reference` (full recompute every token, no cache) share the bookkeeping so tests
+Beyond the model's context: a RoPE model (model.positions = rope) keeps one cached step per token with the rolling
+KV cache of mozart.generation.rolling (`settings.attention_sinks` leading tokens plus the most recent ones); a
+learned-position model's window slides instead ("refill"): the oldest half is dropped and the rest re-prefilled.
+The grammar state is per piece, so it carries over either way.
+
+`decode` (KV cache) and `decode_reference` (full recompute every token, no cache: the refill window, or for a RoPE
+model past the context the rolling cache's kept tokens at its virtual positions) share the bookkeeping so tests
 can check the cache token for token. Reduced-precision weights for fast CPU decoding live in mozart.model.quantize
 (`for_inference`).
 """
@@ -35,6 +40,7 @@ from mozart.config import SampleConfig
 from mozart.errors import ConfigError
 from mozart.generation.ending import ClosingRule
 from mozart.generation.grammar import PITCH, RemiGrammar
+from mozart.generation.rolling import RollingKVCache, RollingLayout, prefill, uses_rolling
 
 
 class KVCache:
@@ -96,6 +102,7 @@ class SamplingSettings:
     repetition_window: int = 64     # tokens looked back for the penalty
     cfg_scale: float = 1.0          # 1 = no guidance (the unconditional stream is not computed)
     end: bool = False               # close the piece at target_bars (mozart.generation.ending) instead of cutting it
+    attention_sinks: int = 4        # RoPE models past the context: leading tokens the rolling KV cache keeps
 
     @classmethod
     def from_config(cls, cfg: SampleConfig, **overrides: Any) -> "SamplingSettings":
@@ -201,7 +208,7 @@ class _Bookkeeper:
 
     def __init__(self, model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings: SamplingSettings,
                  max_new_tokens: int, target_bars: int | None, grammar: RemiGrammar | None, eos_id: int | None,
-                 bar_id: int | None):
+                 bar_id: int | None, rolling: bool = False):
         device = next(model.parameters()).device
         B, T0 = prompt.shape
         if T0 == 0:
@@ -212,7 +219,10 @@ class _Bookkeeper:
         self.seq = torch.empty(B, T0 + max_new_tokens, dtype=torch.long, device=device)
         self.seq[:, :T0] = prompt.to(device)
         self.n = T0  # tokens in the buffer (same for every row; finished rows keep a recorded end)
-        self.start = 0 if T0 <= self.context else T0 - self.keep  # first token inside the model's window
+        # past the context a RoPE model rolls (the cache keeps what it attends to); else the window slides
+        self.layout = (RollingLayout.for_context(self.context, settings.attention_sinks)
+                       if rolling and uses_rolling(model, T0 + max_new_tokens) else None)
+        self.start = 0 if T0 <= self.context or self.layout is not None else T0 - self.keep  # first in the window
         # (B,) composer ids, or (B, n_composers) blend weights; zeros are the unconditional stream either way
         cid = composer_id.to(device) if composer_id.is_floating_point() else composer_id.to(device).long()
         self.model_cid = torch.cat([cid, torch.zeros_like(cid)]) if settings.guided else cid
@@ -244,9 +254,17 @@ class _Bookkeeper:
         w = self.seq[:, self.start:self.n]
         return torch.cat([w, w]) if self.settings.guided else w
 
+    def kept_window(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rolling mode: the tokens the rolling cache attends to for the last token (every stream) and their
+        virtual positions (mozart.generation.rolling.RollingLayout.kept)."""
+        kept, virtual = self.layout.kept(self.n - 1)
+        w = self.seq[:, kept]
+        return (torch.cat([w, w]) if self.settings.guided else w), torch.tensor(virtual)
+
     def slide_if_full(self) -> bool:
-        """Drop the oldest half of the window when it no longer fits the context; True if it slid."""
-        if self.n - self.start > self.context:
+        """Drop the oldest half of the window when it no longer fits the context; True if it slid (never when the
+        model rolls)."""
+        if self.layout is None and self.n - self.start > self.context:
             self.start = self.n - self.keep
             return True
         return False
@@ -308,20 +326,28 @@ def _check(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, max_new_
 def decode(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings: SamplingSettings, *,
              max_new_tokens: int, target_bars: int | None = None, grammar: RemiGrammar | None = None,
              eos_id: int | None = None, bar_id: int | None = None, generator: torch.Generator | None = None,
-             progress: bool = False, on_progress: Callable[[int], None] | None = None) -> Generation:
+             progress: bool = False, on_progress: Callable[[int], None] | None = None,
+             rolling: bool = True) -> Generation:
     """Sample up to `max_new_tokens` after `prompt` (B, T) for every row, with a KV cache (the fast path).
 
     All rows share the prompt length (the cache has one `pos`); composer_id is (B,) ids or (B, n_composers) blend
     weights (MozartGPT.composer_vector). With settings.cfg_scale != 1 the batch doubles internally: rows B..2B-1 are
     the unconditional stream (composer 0) fed the same tokens. `on_progress(bars)` is called every 32 steps with the
-    bars the slowest row has (for a caller's own progress display, e.g. `mozart serve`).
+    bars the slowest row has (for a caller's own progress display, e.g. `mozart serve`). Past the context a RoPE
+    model uses the rolling KV cache (module docstring); `rolling=False` makes it refill like a learned-position
+    model (benchmarks/rolling_cache.py compares the two).
     """
     _check(model, prompt, composer_id, max_new_tokens)
     t0 = time.perf_counter()
-    book = _Bookkeeper(model, prompt, composer_id, settings, max_new_tokens, target_bars, grammar, eos_id, bar_id)
+    book = _Bookkeeper(model, prompt, composer_id, settings, max_new_tokens, target_bars, grammar, eos_id, bar_id,
+                       rolling)
     streams = book.model_cid.size(0)
-    cache = KVCache.for_model(model, streams, book.n_prompt + max_new_tokens)
-    logits = model(book.window(), book.model_cid, cache=cache)[0][:, -1]
+    if book.layout is not None:
+        cache = RollingKVCache.for_model(model, streams, settings.attention_sinks)
+        logits = prefill(model, book.window(), book.model_cid, cache)
+    else:
+        cache = KVCache.for_model(model, streams, book.n_prompt + max_new_tokens)
+        logits = model(book.window(), book.model_cid, cache=cache)[0][:, -1]
     # progress in bars when a bar target is set (the slowest row), else in tokens; refreshed every 32 steps
     bar = tqdm(total=target_bars or max_new_tokens, desc="generating", unit="bar" if target_bars else "tok",
                disable=None if progress else True, leave=False)
@@ -335,7 +361,8 @@ def decode(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings
             on_progress(int(book.n_bars.min()))
         if steps == max_new_tokens or (book.any_finished and bool(book.finished.all())):
             break
-        if book.slide_if_full():  # re-prefill the kept half; the grammar state lives in `book`, untouched
+        # learned positions (or rolling=False): re-prefill the kept half; the grammar state lives in `book`, untouched
+        if book.slide_if_full():
             cache.reset()
             logits = model(book.window(), book.model_cid, cache=cache)[0][:, -1]
             continue
@@ -353,15 +380,22 @@ def decode(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings
 def decode_reference(model: Any, prompt: torch.Tensor, composer_id: torch.Tensor, settings: SamplingSettings, *,
                        max_new_tokens: int, target_bars: int | None = None, grammar: RemiGrammar | None = None,
                        eos_id: int | None = None, bar_id: int | None = None,
-                       generator: torch.Generator | None = None) -> Generation:
-    """The slow reference: recompute the whole window every token, no cache. Same results as `decode`."""
+                       generator: torch.Generator | None = None, rolling: bool = True) -> Generation:
+    """The slow reference: recompute the whole window every token, no cache. Same results as `decode`, except
+    past the context of a RoPE model with more than one layer (mozart.generation.rolling: a cached key of a deeper
+    layer keeps the window its token saw)."""
     _check(model, prompt, composer_id, max_new_tokens)
     t0 = time.perf_counter()
-    book = _Bookkeeper(model, prompt, composer_id, settings, max_new_tokens, target_bars, grammar, eos_id, bar_id)
+    book = _Bookkeeper(model, prompt, composer_id, settings, max_new_tokens, target_bars, grammar, eos_id, bar_id,
+                       rolling)
     steps = 0
     for steps in range(1, max_new_tokens + 1):
-        book.slide_if_full()
-        logits = model(book.window(), book.model_cid)[0][:, -1]
+        if book.layout is not None:
+            tokens, positions = book.kept_window()
+            logits = model(tokens, book.model_cid, positions=positions.to(tokens.device))[0][:, -1]
+        else:
+            book.slide_if_full()
+            logits = model(book.window(), book.model_cid)[0][:, -1]
         book.step(logits, generator)
         if bool(book.finished.all()):
             break

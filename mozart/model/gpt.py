@@ -178,12 +178,14 @@ class MozartGPT(nn.Module):
         return self.wce(composer)
 
     def forward(self, idx: torch.Tensor, composer_id: torch.Tensor, targets: torch.Tensor | None = None,
-                cache: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                cache: Any = None, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) long, composer_id (B,) long or (B, n_composers) blend weights (see `composer_vector`)
         -> (logits (B, T, vocab), loss or None).
 
         With `cache` (see docs/CONTRACTS.md) the new tokens sit at positions cache.pos .. cache.pos+T-1; a cache with
-        `rolling = True` lets a RoPE model's positions run past the context.
+        `rolling = True` lets a RoPE model's positions run past the context. `positions` ((T,) ints, RoPE only, no
+        cache) rotates token i at positions[i] instead of i: the slow reference of the rolling cache
+        (mozart.generation.rolling) recomputes its kept window at the cache's virtual positions with it.
         The loss ignores targets equal to pad_id and uses `self.label_smoothing`.
         """
         B, T = idx.shape
@@ -192,11 +194,15 @@ class MozartGPT(nn.Module):
         if start + T > self.config.context and not (rolling and self.config.positions == "rope"):
             raise MozartError(f"sequence of {start + T} tokens exceeds the model context of {self.config.context}; "
                               "generate fewer tokens or use a sliding window")
+        if positions is not None and (cache is not None or self.config.positions != "rope"):
+            raise ValueError("explicit positions need a RoPE model and no cache")
         x = self.wte(idx) + self.composer_vector(composer_id)[:, None, :]
         rope = None
         if self.config.positions == "learned":
             # wpe rows start..start+T-1 as a slice (same values as looking up arange(start, start+T), one op less)
             x = x + self.wpe.weight[start:start + T]
+        elif positions is not None:
+            rope = self.rotary.at(positions)
         else:
             rope = self.rotary.cos_sin(start, T)
         if self.training:

@@ -7,7 +7,8 @@ keys keep their positions, and the few kept leading keys (attention sinks) are r
 exceeds what training saw.
 
 The angles come from float64 positions (exact to ~1e-16 rad even at position 10^7), cast to the model's dtype once;
-a table for positions 0..context-1 is made at construction, positions past it are computed when asked for.
+a table for positions 0..context-1 is made at construction; positions past it (the rolling cache, one token a step)
+are computed a context-sized block at a time, so a decoding step past the context slices a table too.
 Nothing here is a weight: the tables are non-persistent buffers, so model.safetensors holds no RoPE tensors.
 """
 from __future__ import annotations
@@ -42,12 +43,19 @@ class Rotary(nn.Module):
         cos, sin = rope_cos_sin(torch.arange(context), head_dim, base)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
+        self._spill: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (first position, cos, sin) past the table
 
     def cos_sin(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         if start + length <= self.cos.size(0):
             return self.cos[start:start + length], self.sin[start:start + length]
-        positions = torch.arange(start, start + length, device=self.cos.device)
-        return rope_cos_sin(positions, self.head_dim, self.base)
+        spill = self._spill
+        if (spill is None or not spill[0] <= start <= start + length <= spill[0] + spill[1].size(0)
+                or spill[1].device != self.cos.device):
+            # the same values as computing start..start+length-1 alone: every angle is computed on its own
+            positions = torch.arange(start, start + max(length, self.cos.size(0)), device=self.cos.device)
+            spill = self._spill = (start, *rope_cos_sin(positions, self.head_dim, self.base))
+        first, cos, sin = spill
+        return cos[start - first:start - first + length], sin[start - first:start - first + length]
 
     def at(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin for arbitrary (T,) positions (the rolling cache's re-anchored sinks)."""

@@ -40,6 +40,15 @@ def test_positions_past_the_table_equal_the_table_formula():
     assert torch.allclose(cos_past, rope_cos_sin(torch.arange(6, 10), 16, 10000.0)[0])
 
 
+def test_one_position_at_a_time_past_the_table_equals_computing_each_alone():
+    """Decoding past the context asks for one position per step; the block computed ahead gives the same values."""
+    rotary = Rotary(16, 10000.0, context=8)
+    for p in [*range(8, 30), 5000, 4999, 5001]:  # through several blocks, and back
+        cos, sin = rotary.cos_sin(p, 1)
+        alone = rope_cos_sin(torch.tensor([p]), 16, 10000.0)
+        assert torch.equal(cos, alone[0]) and torch.equal(sin, alone[1])
+
+
 def test_a_rope_model_has_no_position_weights_and_rope_is_the_default():
     assert ModelConfig().positions == "rope"
     rope, learned = MozartGPT(_config()), MozartGPT(_config(positions="learned"))
