@@ -85,10 +85,11 @@ class EvaluatePaths(_UnderRoot):
     tokens_dir: Path = at("data/tokens")
     metrics_json: Path = at("metrics/eval.json")  # metrics
     composers_tsv: Path = at("metrics/eval_composers.tsv")  # plots
+    copies_tsv: Path = at("metrics/eval_copies.tsv")  # out: each free sample's longest run copied from the train split
 
 
 @dataclass(frozen=True)
 class RenderPaths(_UnderRoot):
     samples_dir: Path = at("data/samples")
-    metrics_dir: Path = at("metrics")       # reads sample.json, eval.json, eval_composers.tsv, train.json
+    metrics_dir: Path = at("metrics")       # reads sample.json, train.json, eval.json, eval_*.tsv
     reports_dir: Path = at("reports")       # out (index.html, audio/, rolls/)

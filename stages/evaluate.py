@@ -1,4 +1,5 @@
-"""evaluate stage: metrics of generated vs real music, test bits per token, style adherence -> metrics/eval.json."""
+"""evaluate stage: metrics of generated vs real music, test bits per token, style adherence, memorization ->
+metrics/eval.json (+ eval_composers.tsv, eval_copies.tsv)."""
 from __future__ import annotations
 
 from _common import REPO_ROOT, configs, log_stage, run
@@ -11,12 +12,14 @@ def main() -> None:
 
     paths = EvaluatePaths.under(REPO_ROOT)
     result = evaluate(cfg, seed, paths)
-    log_stage("evaluate", result, "", files=[(paths.metrics_json, None), (paths.composers_tsv, None)])
+    log_stage("evaluate", result, "", files=[(paths.metrics_json, None), (paths.composers_tsv, None),
+                                                     (paths.copies_tsv, None)])
     gen, real = result["generated"], result["real"]
     print(f"evaluate: generated H1 {gen['h1']:.3f} H4 {gen['h4']:.3f} GS {gen['gs']:.3f} | real H1 {real['h1']:.3f} "
           f"H4 {real['h4']:.3f} GS {real['gs']:.3f} | test {result['test_bits_per_token']:.3f} bits/token | style "
           f"cfg {result['style_accuracy_cfg']:.2f} no-cfg {result['style_accuracy_nocfg']:.2f} "
-          f"(real test {result['real_test_style_accuracy']:.2f}, chance {result['style_chance']:.2f})")
+          f"(real test {result['real_test_style_accuracy']:.2f}, chance {result['style_chance']:.2f}) | copying >= 4 "
+          f"bars: generated {result['generated_copy4_share']:.2f}, real test {result['real_copy4_share']:.2f}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import numpy as np
 
 TPQ = 480
 BAR = 4 * TPQ  # a 4/4 bar in ticks
+COPIED_BARS = 6  # the stage workspace's unconditional sample copies this many bars of a train piece
 
 
 def make_score(notes, tpq: int = TPQ, time_signatures=(), n_tracks: int = 1):
@@ -58,7 +59,9 @@ def build_stage_workspace(root: Path, seed: int = 0) -> dict:
     """data/tokens, data/prepared, models/final and data/samples for the evaluate stage, all tiny.
 
     Two composers (ids 1, 2), 6 pieces each (4 train, 1 val, 1 test); a random 1-layer model; samples: free with and
-    without CFG per composer, one unconditional, one continuation, and one that is not a readable MIDI file.
+    without CFG per composer, one unconditional (a planted copy: the first COPIED_BARS bars of train piece Alpha/p0,
+    3 semitones up), one continuation, and one that is not a readable MIDI file. Readable samples carry their real
+    token ids, as the sample stage writes them.
     """
     import pandas as pd
     import pyarrow as pa
@@ -79,11 +82,13 @@ def build_stage_workspace(root: Path, seed: int = 0) -> dict:
     names = ["<unconditional>", "Alpha", "Beta"]
     write_json(prepared / "composers.json", {"unconditional_id": 0, "other_id": None, "names": names,
                                              "n_pieces": [0, 6, 6], "composer_to_id": {"Alpha": 1, "Beta": 2}})
-    shard_rows, meta_rows = [], []
+    shard_rows, meta_rows, piece_notes = [], [], {}
     for composer_id in (1, 2):
         for k, split in enumerate(["train"] * 4 + ["val", "test"]):
-            ids = encode_score(tokenizer, make_score(styled_notes(rng, composer_id - 1, int(rng.integers(12, 20)))))
+            notes = styled_notes(rng, composer_id - 1, int(rng.integers(12, 20)))
+            ids = encode_score(tokenizer, make_score(notes))
             piece_id = f"{names[composer_id]}/p{k}"
+            piece_notes[piece_id] = notes
             meta_rows.append({"piece_id": piece_id, "work_id": piece_id, "composer": names[composer_id],
                               "composer_id": composer_id, "split": split, "transpose": 0, "n_tokens": len(ids),
                               "shard": "shard-00000.parquet", "row": len(shard_rows)})
@@ -107,20 +112,22 @@ def build_stage_workspace(root: Path, seed: int = 0) -> dict:
     def add(kind: str, composer_id: int, cfg_scale: float, notes, readable: bool = True) -> None:
         sample_id = f"s{len(samples):02d}"
         path = samples_dir / f"{sample_id}.mid"
+        token_ids = [1, 2]  # what an unreadable sample's ids look like: no bars
         if readable:
             make_score(notes).dump_midi(str(path))
+            token_ids = encode_score(tokenizer, make_score(notes))
         else:
             path.write_bytes(b"not a midi file")
         samples.append({"id": sample_id, "kind": kind, "composer": names[composer_id], "composer_id": composer_id,
                         "cfg_scale": cfg_scale, "temperature": 1.0, "top_k": 0, "top_p": 0.95,
                         "repetition_penalty": 1.1, "bpm": 120, "n_bars": 8, "n_tokens": 100, "seconds": 1.0,
-                        "decodable": readable, "path": path.name, "token_ids": [1, 2],
+                        "decodable": readable, "path": path.name, "token_ids": token_ids,
                         "prompt_piece_id": None, "prompt_bars": None})
 
     for composer_id in (1, 2):
         for cfg_scale in (1.5, 1.0):
             add("free", composer_id, cfg_scale, styled_notes(rng, composer_id - 1, 8))
-    add("free", 0, 1.0, random_notes(rng, 8))
+    add("free", 0, 1.0, [(t, d, p + 3) for t, d, p in piece_notes["Alpha/p0"] if t < COPIED_BARS * BAR])
     add("continuation", 1, 1.5, styled_notes(rng, 0, 12))
     add("free", 2, 1.5, [], readable=False)
     write_json(samples_dir / "manifest.json", {"settings": {"seed": seed, "model_dir": "models/final"},

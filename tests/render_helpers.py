@@ -57,6 +57,8 @@ EVAL = {
     "style_majority_rate": 0.2,
     "n_style_cfg": 8,
     "n_style_nocfg": 8,
+    "memorization": {"generated": {"copy2_share": 0.25, "copy4_share": 0.125, "max_bars": 5, "mean_bars": 0.9},
+                     "real_test": {"copy2_share": 0.0588, "copy4_share": 0.0, "max_bars": 3, "mean_bars": 0.7}},
 }
 SAMPLE_METRICS = {"n_samples": 2, "n_free": 1, "n_continuations": 1, "tokens_per_s": 1234.5, "new_tokens": 900,
                   "generation_seconds": 0.73, "decodable_fraction": 1.0, "mean_bars": 2.0, "mean_seconds": 3.0,
@@ -67,6 +69,9 @@ TRAIN_CURVE_TSV = ("step\ttrain_loss\tval_loss\tlr\n100\t3.3\t1.95\t0.00099\n200
 COMPOSER_TSV = ("composer\tstyle_accuracy\tstyle_accuracy_nocfg\ttest_bits_per_token\tn_generated\th1\th4\tgs\n"
                 "Bach\t0.75\t0.5\t2.31415\t1\t2.2\t2.7\t0.91\n"
                 f"{HOSTILE}\t0.5\t0.25\t2.71828\t1\t2.4\t2.9\t0.93\n")
+# metrics/eval_copies.tsv (mozart.evaluation.memorization): the free sample copies 5 bars of a training piece
+COPIES_TSV = ("sample\tpath\tcomposer\tcfg_scale\tcopied_bars\ttrain_piece\ttrain_row\ttrain_bar\tsample_bar\n"
+              "free-01-bach-cfg1.5-1\tfree-01-bach-cfg1.5-1.mid\tBach\t1.5\t5\tBach/bwv-846\t7\t3\t1\n")
 
 
 def sample_record(sid: str, composer: str, composer_id: int, kind: str = "free", **extra) -> dict:
@@ -82,7 +87,8 @@ def sample_record(sid: str, composer: str, composer_id: int, kind: str = "free",
 
 def make_fixture(root: Path, composer_tsv: bool = True, train: bool = True) -> dict:
     """root/data/samples (2 short MIDI samples + manifest.json) and root/metrics (sample.json, eval.json and,
-    optionally, eval_composers.tsv, train.json and train_curve.tsv). Returns {"samples_dir", "metrics_dir", "reports_dir", "ids"}."""
+    optionally, eval_composers.tsv + eval_copies.tsv, train.json and train_curve.tsv). Returns {"samples_dir",
+    "metrics_dir", "reports_dir", "ids"}."""
     samples_dir, metrics_dir = root / "data" / "samples", root / "metrics"
     records = [sample_record("free-01-bach-cfg1.5-1", "Bach", 1),
                sample_record("cont-1-hostile", HOSTILE, 2, kind="continuation",
@@ -93,8 +99,9 @@ def make_fixture(root: Path, composer_tsv: bool = True, train: bool = True) -> d
     metrics_dir.mkdir(parents=True, exist_ok=True)
     (metrics_dir / "sample.json").write_text(json.dumps(SAMPLE_METRICS))
     (metrics_dir / "eval.json").write_text(json.dumps(EVAL))
-    if composer_tsv:
+    if composer_tsv:  # the evaluate stage's tables: absent together in the optional-inputs test
         (metrics_dir / "eval_composers.tsv").write_text(COMPOSER_TSV)
+        (metrics_dir / "eval_copies.tsv").write_text(COPIES_TSV)
     if train:
         (metrics_dir / "train.json").write_text(json.dumps(TRAIN))
         (metrics_dir / "train_curve.tsv").write_text(TRAIN_CURVE_TSV)

@@ -1,5 +1,5 @@
-"""The evaluate stage: generated samples beside real held-out music (H1/H4/GS and more), test-split bits per token
-and style adherence -> metrics/eval.json + metrics/eval_composers.tsv."""
+"""The evaluate stage: generated samples beside real held-out music (H1/H4/GS and more), test-split bits per token,
+style adherence and memorization -> metrics/eval.json + metrics/eval_composers.tsv + metrics/eval_copies.tsv."""
 from __future__ import annotations
 
 import math
@@ -13,6 +13,7 @@ from mozart.infra.atomic import read_json
 from mozart.errors import DataError
 from mozart.evaluation.metrics import json_safe
 from mozart.evaluation.endings import ending_metrics
+from mozart.evaluation.memorization import memorization_metrics
 
 MAX_STYLE_TRAIN_PIECES = 400   # bounds the stage's time on a big corpus; a random subset of the train split
 STYLE_SEGMENTS_PER_PIECE = 4   # bar segments per real piece for the style classifier
@@ -254,8 +255,8 @@ def composer_table(inputs: Inputs, gen_rows: list[dict], style_by_key: dict, bit
 
 def run(cfg, seed: int, paths) -> dict:
     """The evaluate stage (stage contract: mozart/paths.py EvaluatePaths): generated samples beside real test music,
-    style adherence, test bits per token; writes metrics/eval.json and metrics/eval_composers.tsv and returns
-    eval.json's content."""
+    style adherence, test bits per token, memorization; writes metrics/eval.json, metrics/eval_composers.tsv and
+    metrics/eval_copies.tsv and returns eval.json's content."""
     from mozart.infra.atomic import write_json, write_text
     from mozart.infra.device import seed_everything
 
@@ -265,6 +266,8 @@ def run(cfg, seed: int, paths) -> dict:
     train, test, decoded, real_rows, real_scores = real_metrics(cfg, seed, inputs, crop_bars)
     style_out, style_by_key = _style(train, test, inputs.samples, gen_scores, decoded, inputs.names, crop_bars, seed)
     bits = test_bits_by_composer(cfg, seed, inputs, paths.model_dir)
+    copies, copies_tsv = memorization_metrics(inputs, paths.samples_dir, _pick(test, cfg.max_real_pieces, seed),
+                                              crop_bars, seed)
     total_tokens = sum(n for _, n in bits.values())
     total_bits = sum(b * n for b, n in bits.values() if n)
 
@@ -284,9 +287,11 @@ def run(cfg, seed: int, paths) -> dict:
         "crop_bars": crop_bars,
         **ending_metrics(inputs.samples, gen_scores, real_scores, cfg.grid, cfg.use_time_signatures),
         **style_out,
+        **copies,
     }
     write_json(paths.metrics_json, json_safe(result))
     write_text(paths.composers_tsv, composer_table(inputs, gen_rows, style_by_key, bits))
+    write_text(paths.copies_tsv, copies_tsv)
     return result
 
 

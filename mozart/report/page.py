@@ -2,7 +2,8 @@
 
 `build_report` writes only `index.html`: one self-contained page (inline CSS, no JavaScript, no CDN) that works from
 file:// — a summary of the sampling and evaluation metrics, the per-composer table, then every sample grouped by
-composer with its settings, an audio player (`audio/<id>.wav`) and its piano roll (`rolls/<id>.png`). Every string
+composer with its settings, an audio player (`audio/<id>.wav`), its piano roll (`rolls/<id>.png`) and, when the
+memorization check (metrics/eval_copies.tsv) found one, a flag for bars copied from a training piece. Every string
 that reaches the page is HTML-escaped: composer names and piece ids are user data. The page carries no timestamp, so
 the same inputs give the same bytes. The rendering itself (WAVs, rolls, the atomic swap) is `mozart.report.render`.
 """
@@ -36,26 +37,20 @@ _SAMPLE_LABELS = {"n_samples": "Samples", "n_free": "Free samples", "n_continuat
                   "reached_target_fraction": "Reached target length", "grammar": "Grammar-constrained"}
 _PERCENT_KEYS = {"decodable_fraction", "reached_target_fraction", "style_accuracy", "style_accuracy_nocfg",
                  "style_accuracy_cfg", "real_test_style_accuracy", "style_chance", "style_majority_rate"}
-_PIECE_KEYS = ("h1", "h4", "gs", "note_density", "pitch_range", "mean_polyphony", "empty_bar_fraction", "n_notes",
-               "n_bars")
+COPY_FLAG_BARS, COPY_NOTE_BARS = 4, 2  # a sample copying this many consecutive training bars gets a badge / a note
+_PIECE_LABELS = {"h1": "H1", "h4": "H4", "gs": "GS", "note_density": "Note density", "pitch_range": "Pitch range",
+                 "mean_polyphony": "Polyphony", "empty_bar_fraction": "Empty bars", "n_notes": "Notes",
+                 "n_bars": "Bars"}
 
 
 # ----------------------------------------------------------------------------------------------------------- inputs
 
 def read_tsv(path: str | Path) -> list[dict[str, str]] | None:
     """Rows of a tab-separated file with a header line as dicts of strings; None when the file does not exist."""
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         return None
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    if not lines:
-        return []
-    header = lines[0].split("\t")
-    rows = []
-    for ln in lines[1:]:
-        cells = ln.split("\t")
-        rows.append({h: (cells[i] if i < len(cells) else "") for i, h in enumerate(header)})
-    return rows
+    lines = [ln.split("\t") for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    return [{h: (cells[i] if i < len(cells) else "") for i, h in enumerate(lines[0])} for cells in lines[1:]]
 
 
 def load_manifest(samples_dir: str | Path) -> list[dict]:
@@ -117,7 +112,7 @@ def fmt(value: Any, key: str = "", digits: int = 3) -> str:
     num = _number(value)
     if num is None:
         return "—" if value is None or isinstance(value, (int, float)) or value == "" else str(value)
-    if key in _PERCENT_KEYS or key.startswith("style_accuracy"):
+    if key in _PERCENT_KEYS or key.startswith("style_accuracy") or key.endswith("_share"):
         return f"{100 * num:.1f}%"
     if num == int(num) and abs(num) < 1e15 and (isinstance(value, int) or key.startswith("n_")):
         return str(int(num))
@@ -166,6 +161,7 @@ def _model_section(eval_metrics: Mapping, train_metrics: Mapping | None) -> str:
             ("Decodable samples", fmt(eval_metrics.get("decodable_fraction"), "decodable_fraction"))]
     if "test_tokens" in eval_metrics:
         rows.append(("Test tokens", fmt(eval_metrics.get("test_tokens"), "n_")))
+    rows += _memorization_rows(eval_metrics["memorization"]) if "memorization" in eval_metrics else []
     if train_metrics:
         for label, key in (("Validation loss", "val_loss"), ("Validation bits per token", "val_bits_per_token"),
                            ("Train loss", "train_loss"), ("Training steps", "steps"), ("Parameters", "params")):
@@ -195,6 +191,26 @@ def _composer_section(rows: list[dict] | None) -> str:
     return _table([labels.get(h, h) for h in headers], body, "num composers")
 
 
+def _memorization_rows(memo: Mapping) -> list[tuple[str, str]]:
+    """eval.json's memorization figures as 'generated / real test' (the real test pieces: the chance baseline)."""
+    sides = (memo.get("generated") or {}, memo.get("real_test") or {})
+    labels = {f"copy{n}_share": f"Copying ≥ {n} training bars" for n in (COPY_NOTE_BARS, COPY_FLAG_BARS)}
+    return [(f"{label} (generated / real)", " / ".join(fmt(side.get(key), key) for side in sides))
+            for key, label in {**labels, "max_bars": "Longest copy, bars"}.items()]
+
+
+def _copy_flag(copy: Mapping | None) -> str:
+    """A badge for a sample copying >= COPY_FLAG_BARS consecutive bars of a training piece, a milder note for >= 2."""
+    n = _number((copy or {}).get("copied_bars"))
+    if n is None or n < COPY_NOTE_BARS:
+        return ""
+    piece, where = copy.get("train_piece") or "?", f" (from its bar {copy.get('train_bar')})"
+    if n >= COPY_FLAG_BARS:
+        return (f'<p class="copy"><span class="badge copied">copies {int(n)} bars of {_esc(piece)}</span>'
+                f"{_esc(where)}: a verbatim run of the training split, transposition aside</p>")
+    return f'<p class="copy-note">Shares {int(n)} consecutive bars with training piece {_esc(piece + where)}.</p>'
+
+
 def _figures_section(figures: list[tuple[str, str]]) -> str:
     """The training curve and per-composer figures as plain images (they show offline, unlike `dvc plots show`)."""
     if not figures:
@@ -220,13 +236,12 @@ def _per_piece_metrics(sample: Mapping, eval_metrics: Mapping | None) -> dict | 
     return None
 
 
-def _sample_card(sample: Mapping, eval_metrics: Mapping | None, stats: Mapping | None) -> str:
+def _sample_card(sample: Mapping, eval_metrics: Mapping | None, stats: Mapping | None,
+                 copy: Mapping | None = None) -> str:
     sid = str(sample["id"])
-    audio_src = _esc(f"{AUDIO_DIR}/{quote(sid)}.wav")
-    roll_src = _esc(f"{ROLLS_DIR}/{quote(sid)}.png")
+    audio_src, roll_src = _esc(f"{AUDIO_DIR}/{quote(sid)}.wav"), _esc(f"{ROLLS_DIR}/{quote(sid)}.png")
     if sample.get("kind") == "continuation":
-        prompt = sample.get("prompt_piece_id") or "?"
-        bars = sample.get("prompt_bars")
+        prompt, bars = sample.get("prompt_piece_id") or "?", sample.get("prompt_bars")
         kind = (f'<span class="badge cont">continuation</span> of <b>{_esc(prompt)}</b>'
                 + ((" (its first bar is the prompt)" if _number(bars) == 1 else
                     f" (its first {_esc(fmt(bars, 'n_'))} bars are the prompt)") if _number(bars) is not None else ""))
@@ -244,39 +259,34 @@ def _sample_card(sample: Mapping, eval_metrics: Mapping | None, stats: Mapping |
     if "decodable" in sample:
         settings.append(("Decodable", fmt(bool(sample.get("decodable")))))
     dl = "".join(f"<div><dt>{_esc(k)}</dt><dd>{_esc(v)}</dd></div>" for k, v in settings)
-    warn = ""
-    if stats is not None and _number(stats.get("rms")) is not None and stats["rms"] < SILENT_RMS:
-        warn = '<p class="warn">This sample rendered silent (it has no notes).</p>'
-    piece = _per_piece_metrics(sample, eval_metrics)
-    metrics_html = ""
-    if piece:
-        keys = [k for k in _PIECE_KEYS if k in piece] + [k for k in piece if k not in _PIECE_KEYS and k != "id"
-                                                         and _number(piece[k]) is not None]
-        if keys:
-            names = {"h1": "H1", "h4": "H4", "gs": "GS", "note_density": "Note density", "pitch_range": "Pitch range",
-                     "mean_polyphony": "Polyphony", "empty_bar_fraction": "Empty bars", "n_notes": "Notes",
-                     "n_bars": "Bars"}
-            metrics_html = ('<div class="piece-metrics">' + _table([names.get(k, k) for k in keys],
-                                                                    [[fmt(piece[k], k) for k in keys]], "num small")
-                            + "</div>")
+    silent = stats is not None and _number(stats.get("rms")) is not None and stats["rms"] < SILENT_RMS
+    warn = '<p class="warn">This sample rendered silent (it has no notes).</p>' if silent else ""
+    piece = _per_piece_metrics(sample, eval_metrics) or {}
+    keys = [k for k in _PIECE_LABELS if k in piece] + [k for k in piece if k not in _PIECE_LABELS and k != "id"
+                                                       and _number(piece[k]) is not None]
+    metrics_html = ('<div class="piece-metrics">' + _table([_PIECE_LABELS.get(k, k) for k in keys],
+                                                            [[fmt(piece[k], k) for k in keys]], "num small") + "</div>"
+                    if keys else "")
     return f"""<article class="sample" id="{_esc('s-' + sid)}">
 <header><h3>{_esc(sid)}</h3><p class="kind">{_esc(sample.get('composer') or 'unknown')} · {kind}</p></header>
 <dl class="settings">{dl}</dl>
-{warn}<audio controls preload="none" src="{audio_src}">Your browser cannot play WAV audio:
+{warn}{_copy_flag(copy)}<audio controls preload="none" src="{audio_src}">Your browser cannot play WAV audio:
 <a href="{audio_src}">download it</a>.</audio>
 <img class="roll" src="{roll_src}" alt="{_esc('Piano roll of ' + sid)}" width="1200" height="400" loading="lazy">
 {metrics_html}
 </article>"""
 
 
-def _samples_section(samples: list[Mapping], eval_metrics: Mapping | None, stats: Mapping[str, Mapping]) -> str:
+def _samples_section(samples: list[Mapping], eval_metrics: Mapping | None, stats: Mapping[str, Mapping],
+                     copies: Mapping[str, Mapping]) -> str:
     groups: dict[str, list[Mapping]] = {}
     for s in samples:  # composers in manifest order (the sample stage puts unconditional last)
         groups.setdefault(str(s.get("composer") or "unknown"), []).append(s)
     nav = " · ".join(f'<a href="#c-{i}">{_esc(name)}</a> ({len(g)})' for i, (name, g) in enumerate(groups.items()))
     parts = [f'<nav class="composers">{nav}</nav>']
     for i, (name, group) in enumerate(groups.items()):
-        cards = "\n".join(_sample_card(s, eval_metrics, stats.get(str(s["id"]))) for s in group)
+        cards = "\n".join(_sample_card(s, eval_metrics, stats.get(str(s["id"])), copies.get(str(s["id"])))
+                          for s in group)
         parts.append(f'<section class="composer" id="c-{i}"><h2>{_esc(name)} '
                      f'<span class="count">{len(group)} sample{"s" if len(group) != 1 else ""}</span></h2>\n'
                      f"{cards}\n</section>")
@@ -314,7 +324,8 @@ a { color: var(--accent); }
 .sample header { display: flex; flex-wrap: wrap; align-items: baseline; gap: 4px 14px; }
 .kind { margin: 0; color: var(--muted); }
 .badge { display: inline-block; padding: 0 7px; border-radius: 10px; font-size: 12px; color: #fff; }
-.badge.free { background: #2e8b57; } .badge.cont { background: #8a5cc2; }
+.badge.free { background: #2e8b57; } .badge.cont { background: #8a5cc2; } .badge.copied { background: #c0392b; }
+.copy { margin: 4px 0; font-weight: 600; } .copy-note { margin: 4px 0; color: var(--muted); }
 dl.settings { display: flex; flex-wrap: wrap; gap: 4px 18px; margin: 8px 0; font-size: 13px; }
 dl.settings div { display: flex; gap: 5px; } dl.settings dt { color: var(--muted); } dl.settings dd { margin: 0; }
 audio { width: 100%; margin: 4px 0 6px; }
@@ -331,11 +342,12 @@ def build_report(samples_dir: str | Path, reports_dir: str | Path, sample_metric
                  eval_metrics: Mapping | None, eval_composers_rows: list[dict] | None,
                  train_metrics: Mapping | None, *, samples: list[dict] | None = None,
                  render_stats: Mapping[str, Mapping] | None = None,
-                 figures: list[tuple[str, str]] | None = None) -> Path:
+                 figures: list[tuple[str, str]] | None = None, copies_rows: list[dict] | None = None) -> Path:
     """Write `reports_dir/index.html` for the samples of `samples_dir/manifest.json` (or `samples`, already loaded)
     and the given metrics; returns its path. Audio and piano rolls are referenced as audio/<id>.wav, rolls/<id>.png
     (relative, so the page works from file://). `render_stats` (id -> render_wav's result) flags silent samples.
-    `figures` ((caption, relative PNG path), mozart.report.figures) are shown as images under "Figures"."""
+    `figures` ((caption, relative PNG path), mozart.report.figures) are shown as images under "Figures".
+    `copies_rows` (metrics/eval_copies.tsv, mozart.evaluation.memorization) flag samples copied from training."""
     from mozart.infra.atomic import write_text
 
     if samples is None:
@@ -372,7 +384,7 @@ by composer</p>
 <h2>Per composer</h2>
 <div class="panel">{_composer_section(eval_composers_rows)}</div>
 <h2>Samples</h2>
-{_samples_section(samples, eval_metrics, stats)}
+{_samples_section(samples, eval_metrics, stats, {str(r.get('sample')): r for r in copies_rows or []})}
 {_figures_section(figures or [])}
 <footer>Audio: FluidSynth, General MIDI acoustic grand piano. Piano rolls: pitch against bars, bar lines in grey.
 H1/H4: pitch-class entropy over 1/4-bar windows (bits); GS: grooving similarity; gaps are |generated − real|.</footer>

@@ -301,6 +301,7 @@ def render_reports(samples_dir: str | Path, metrics_dir: str | Path, reports_dir
     sample_metrics = read_json(metrics_dir / "sample.json", "run the sample stage first (`dvc repro sample`)")
     eval_metrics = read_json(metrics_dir / "eval.json", "run the evaluate stage first (`dvc repro evaluate`)")
     composers = report.read_tsv(metrics_dir / "eval_composers.tsv")
+    copies = report.read_tsv(metrics_dir / "eval_copies.tsv")  # None before the memorization check existed
     train_metrics = read_json(metrics_dir / "train.json", "", required=False)
 
     ids = [str(s["id"]) for s in samples]
@@ -316,7 +317,7 @@ def render_reports(samples_dir: str | Path, metrics_dir: str | Path, reports_dir
         stats = dict(zip(ids, _run_all(calls, workers, progress)))
         figures = render_figures(metrics_dir, tmp)  # training curve + per-composer plots as images (offline)
         report.build_report(samples_dir, tmp, sample_metrics, eval_metrics, composers, train_metrics,
-                            samples=samples, render_stats=stats, figures=figures)
+                            samples=samples, render_stats=stats, figures=figures, copies_rows=copies)
     return {
         "n_samples": len(samples),
         "audio_seconds": float(sum(r["seconds"] for r in stats.values())),

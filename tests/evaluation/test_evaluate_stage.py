@@ -104,3 +104,22 @@ def test_bad_evaluate_params_are_config_errors_when_the_config_is_made(bad):
 
     with pytest.raises(ConfigError, match=f"evaluate.{next(iter(bad))}"):
         EvaluateConfig(**bad)
+
+
+def test_memorization_finds_the_planted_copy_and_writes_the_copies_table(workspace):
+    from metrics_helpers import COPIED_BARS
+
+    root, info, result = workspace
+    rows = {r["sample"]: r for r in read_tsv(root / "metrics" / "eval_copies.tsv")}
+    free = [s for s in info["samples"] if s["kind"] == "free"]
+    assert set(rows) == {s["id"] for s in free}  # every free sample, continuations left out
+    planted = next(s["id"] for s in free if s["composer_id"] == 0)  # the unconditional sample copies Alpha/p0
+    assert rows[planted]["copied_bars"] == str(COPIED_BARS) and rows[planted]["train_piece"] == "Alpha/p0"
+    assert rows[planted]["train_bar"] == "1" and rows[planted]["sample_bar"] == "1"
+    others = [int(r["copied_bars"]) for sid, r in rows.items() if sid != planted]
+    assert max(others) <= 1  # random toy pieces share a bar at most
+    memo = load_json(root / "metrics" / "eval.json")["memorization"]
+    assert memo["generated"]["n_pieces"] == len(free) and memo["generated"]["max_bars"] == COPIED_BARS
+    assert result["generated_copy4_share"] == pytest.approx(1 / len(free))
+    assert memo["real_test"]["n_pieces"] == 2 and result["real_copy4_share"] == 0.0  # test pieces copy nothing
+    assert memo["index"]["pieces"] == 8 and not memo["index"]["capped"]  # 4 train pieces per composer

@@ -149,6 +149,7 @@ def test_render_reports_writes_page_audio_and_rolls(tmp_path):
     # 2 players, 2 rolls, the training-curve and per-composer figures: every reference resolves on disk
     assert len(srcs) == 6 and all((reports / s).is_file() for s in srcs)
     assert "62.5%" in " ".join(page.text) and "2.718" in " ".join(page.text)
+    assert "copies 5 bars of Bach/bwv-846" in " ".join(page.text)  # metrics/eval_copies.tsv reached the page
     assert _leftovers(tmp_path) == []
 
 
@@ -197,7 +198,7 @@ def test_optional_inputs_may_be_absent(tmp_path):
     fx = make_fixture(tmp_path, composer_tsv=False, train=False)
     render_reports(fx["samples_dir"], fx["metrics_dir"], fx["reports_dir"], render_cfg(), n_jobs=1, progress=False)
     text = (fx["reports_dir"] / "index.html").read_text(encoding="utf-8")
-    assert "eval_composers.tsv is absent" in text and "2.346" in text
+    assert "eval_composers.tsv is absent" in text and "2.346" in text and "copies 5 bars" not in text
 
 
 def test_render_stage_script(tmp_path):

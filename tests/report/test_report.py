@@ -121,3 +121,36 @@ def test_same_inputs_give_the_same_page_bytes(tmp_path):
     second = _build(fx)
     assert first == second  # no timestamp or other run-dependent text: reports/ is reproducible for DVC
     assert _build(fx, eval_metrics={**EVAL, "style_accuracy_cfg": 0.5}) != first
+
+
+def _copy_row(sample: str, copied_bars: int, train_piece: str = "Bach/bwv-846") -> dict:
+    return {"sample": sample, "copied_bars": str(copied_bars), "train_piece": train_piece, "train_bar": "3"}
+
+
+def _card(html_text: str, sid: str) -> str:
+    return html_text.split(f'id="s-{sid}"')[1].split("</article>")[0]
+
+
+def test_a_sample_copying_four_or_more_bars_gets_a_badge_and_two_a_milder_note(tmp_path):
+    fx = make_fixture(tmp_path)
+    records = [sample_record(f"s{i}", "Bach", 1) for i in range(4)]
+    for r in records:
+        write_midi(fx["samples_dir"] / r["path"], [(0, 1, 60)])
+    (fx["samples_dir"] / "manifest.json").write_text(json.dumps({"settings": {}, "samples": records}))
+    rows = [_copy_row("s0", 6), _copy_row("s1", 4, HOSTILE), _copy_row("s2", 2), _copy_row("s3", 1)]
+    html_text = _build(fx, copies_rows=rows)
+    badges = [_card(html_text, sid).count('class="badge copied"') for sid in ("s0", "s1", "s2", "s3")]
+    assert badges == [1, 1, 0, 0]
+    assert "copies 6 bars of Bach/bwv-846" in " ".join(parse(_card(html_text, "s0")).text)
+    assert HOSTILE not in html_text and html.escape(HOSTILE) in _card(html_text, "s1")  # piece ids are user data
+    assert "Shares 2 consecutive bars with training piece Bach/bwv-846" in _card(html_text, "s2")
+    assert "copie" not in _card(html_text, "s3").lower() and "shares" not in _card(html_text, "s3").lower()
+
+
+def test_memorization_rates_are_in_the_summary_and_no_table_means_no_flags(tmp_path):
+    fx = make_fixture(tmp_path)
+    html_text = _build(fx)
+    text = " ".join(parse(html_text).text)
+    assert "Copying ≥ 4 training bars (generated / real)" in text
+    assert "12.5% / 0.0%" in text and "25.0% / 5.9%" in text and "5 / 3" in text  # shares and longest copies
+    assert 'class="badge copied"' not in html_text and "Shares" not in text
