@@ -1,17 +1,17 @@
-"""evaluate stage: metrics of generated vs real music, test bits per token, style adherence, memorization ->
-metrics/eval.json (+ eval_composers.tsv, eval_copies.tsv)."""
+"""evaluate stage: metrics of generated vs real music (structureness SI from audio rendered with render.soundfont),
+test bits per token, style adherence, memorization -> metrics/eval.json (+ eval_composers.tsv, eval_copies.tsv)."""
 from __future__ import annotations
 
 from _common import REPO_ROOT, configs, log_stage, run
 
 
 def main() -> None:
-    seed, (cfg,) = configs("evaluate")
+    seed, (cfg, render) = configs("evaluate", "render")
     from mozart.evaluation.stage import run as evaluate
     from mozart.paths import EvaluatePaths
 
     paths = EvaluatePaths.under(REPO_ROOT)
-    result = evaluate(cfg, seed, paths)
+    result = evaluate(cfg, seed, paths, render)
     log_stage("evaluate", result, "", files=[(paths.metrics_json, None), (paths.composers_tsv, None),
                                                      (paths.copies_tsv, None)])
     gen, real = result["generated"], result["real"]
@@ -19,7 +19,8 @@ def main() -> None:
           f"H4 {real['h4']:.3f} GS {real['gs']:.3f} | test {result['test_bits_per_token']:.3f} bits/token | style "
           f"cfg {result['style_accuracy_cfg']:.2f} no-cfg {result['style_accuracy_nocfg']:.2f} "
           f"(real test {result['real_test_style_accuracy']:.2f}, chance {result['style_chance']:.2f}) | copying >= 4 "
-          f"bars: generated {result['generated_copy4_share']:.2f}, real test {result['real_copy4_share']:.2f}")
+          f"bars: generated {result['generated_copy4_share']:.2f}, real test {result['real_copy4_share']:.2f}"
+          + (f" | SI mid {result['si_mid']:.3f} (real {result['real_si_mid']:.3f})" if "si_mid" in result else ""))
 
 
 if __name__ == "__main__":

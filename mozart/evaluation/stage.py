@@ -1,5 +1,6 @@
-"""The evaluate stage: generated samples beside real held-out music (H1/H4/GS and more), test-split bits per token,
-style adherence and memorization -> metrics/eval.json + metrics/eval_composers.tsv + metrics/eval_copies.tsv."""
+"""The evaluate stage: generated samples beside real held-out music (H1/H4/GS, structureness SI and more),
+test-split bits per token, style adherence and memorization -> metrics/eval.json + metrics/eval_composers.tsv +
+metrics/eval_copies.tsv."""
 from __future__ import annotations
 
 import math
@@ -237,6 +238,19 @@ def test_bits_by_composer(cfg, seed: int, inputs: Inputs, model_dir: Path) -> di
                                   disable=None, leave=False)}
 
 
+def structure_phase(cfg, render, inputs: Inputs, samples_dir: Path, real_scores: list, crop_bars: int) -> dict:
+    """Phase 5 (when evaluate.structure): MusDr's structureness SI of the free samples and of the real test pieces
+    (cropped like them), from audio rendered with render.soundfont (mozart/evaluation/structure.py)."""
+    if not cfg.structure:
+        return {}
+    from mozart.config import RenderConfig
+    from mozart.evaluation.structure import structure_metrics
+
+    free = [samples_dir / s["path"] for s in inputs.samples if s.get("kind") == "free" and s.get("path")]
+    return structure_metrics(free, real_scores, crop_bars, (render or RenderConfig()).soundfont,
+                             cfg.use_time_signatures)
+
+
 def composer_table(inputs: Inputs, gen_rows: list[dict], style_by_key: dict, bits: dict) -> str:
     """metrics/eval_composers.tsv: every real composer with test pieces or generated samples."""
     meta, samples, names = inputs.meta, inputs.samples, inputs.names
@@ -253,10 +267,11 @@ def composer_table(inputs: Inputs, gen_rows: list[dict], style_by_key: dict, bit
     return "\n".join(lines) + "\n"
 
 
-def run(cfg, seed: int, paths) -> dict:
+def run(cfg, seed: int, paths, render=None) -> dict:
     """The evaluate stage (stage contract: mozart/paths.py EvaluatePaths): generated samples beside real test music,
-    style adherence, test bits per token, memorization; writes metrics/eval.json, metrics/eval_composers.tsv and
-    metrics/eval_copies.tsv and returns eval.json's content."""
+    style adherence, test bits per token, memorization, structureness; writes metrics/eval.json,
+    metrics/eval_composers.tsv and metrics/eval_copies.tsv and returns eval.json's content. `render` (a
+    RenderConfig; defaults when None) names the soundfont for SI's audio."""
     from mozart.infra.atomic import write_json, write_text
     from mozart.infra.device import seed_everything
 
@@ -288,6 +303,7 @@ def run(cfg, seed: int, paths) -> dict:
         **ending_metrics(inputs.samples, gen_scores, real_scores, cfg.grid, cfg.use_time_signatures),
         **style_out,
         **copies,
+        **structure_phase(cfg, render, inputs, paths.samples_dir, real_scores, crop_bars),
     }
     write_json(paths.metrics_json, json_safe(result))
     write_text(paths.composers_tsv, composer_table(inputs, gen_rows, style_by_key, bits))

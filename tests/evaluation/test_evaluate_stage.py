@@ -61,6 +61,24 @@ def test_values_are_consistent_with_the_workspace(workspace):
     assert result["real_test_style_accuracy"] == 1.0
 
 
+def test_structureness_covers_the_readable_free_samples_and_the_real_test_pieces(workspace):
+    root, info, result = workspace
+    written = load_json(root / "metrics" / "eval.json")["structure"]
+    free = [s for s in info["samples"] if s["kind"] == "free"]
+    assert written["generated"]["n"] == sum(s["decodable"] for s in free)  # the unreadable sample is left out
+    assert written["real"]["n"] == 2
+    for group, prefix in (("generated", ""), ("real", "real_")):
+        for key in ("si_short", "si_mid", "si_long"):
+            assert 0.0 <= written[group][key] <= 1.0
+            assert result[prefix + key] == written[group][key]
+
+
+def test_structureness_is_skipped_when_switched_off():
+    from mozart.evaluation.stage import structure_phase
+
+    assert structure_phase(EvaluateConfig(structure=False), None, None, None, [], 8) == {}
+
+
 def test_composer_table(workspace):
     root, info, _ = workspace
     rows = read_tsv(root / "metrics" / "eval_composers.tsv")
