@@ -15,6 +15,7 @@ Every MLflow call goes through `StageRun.attempt`, under tracking.py's rules: a 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -65,10 +66,8 @@ def _create_ready_model(mlflow: Any, run_id: str, model_dir: Path, tags: dict[st
         mlflow.finalize_logged_model(model.model_id, "READY")
         client.log_outputs(run_id=run_id, models=[LoggedModelOutput(model.model_id, step=step)])
     except Exception:
-        try:
+        with contextlib.suppress(Exception):  # the store itself is gone: the original failure is the one to report
             mlflow.finalize_logged_model(model.model_id, "FAILED")
-        except Exception:  # the store itself is gone: the original failure is the one to report
-            pass
         raise
     return model.model_id
 
