@@ -59,12 +59,14 @@ def numeric(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def log_stage(stage: str, metrics: dict[str, Any], prefix: str, files: Iterable[tuple[Path, str | None]] = (),
-              folders: Iterable[tuple[Path, str]] = ()) -> None:
-    """Log one stage's metrics (named `<prefix>key`), files and folders into the pipeline's MLflow run."""
-    from mozart.infra import tracking
+              folders: Iterable[tuple[Path, str]] = (), model_dir: Path | None = None) -> None:
+    """Log one stage's metrics (named `<prefix>key`), files and folders into the pipeline's MLflow run; with
+    `model_dir`, the metrics are also attached to that model's MLflow logged model (published by the train stage)."""
+    from mozart.infra import logged_model, tracking
 
     with tracking.stage_run(stage, load_params(), REPO_ROOT) as mlrun:
-        mlrun.log_metrics(numeric(metrics, prefix))
+        model_id = logged_model.find_model(mlrun, model_dir) if model_dir is not None else None
+        mlrun.log_metrics(numeric(metrics, prefix), model_id=model_id)
         for path, artifact_path in files:
             mlrun.log_artifact(path, artifact_path)
         for path, artifact_path in folders:

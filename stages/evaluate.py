@@ -13,7 +13,7 @@ def main() -> None:
     paths = EvaluatePaths.under(REPO_ROOT)
     result = evaluate(cfg, seed, paths, render)
     log_stage("evaluate", result, "", files=[(paths.metrics_json, None), (paths.composers_tsv, None),
-                                                     (paths.copies_tsv, None)])
+                                                     (paths.copies_tsv, None)], model_dir=paths.model_dir)
     gen, real = result["generated"], result["real"]
     print(f"evaluate: generated H1 {gen['h1']:.3f} H4 {gen['h4']:.3f} GS {gen['gs']:.3f} | real H1 {real['h1']:.3f} "
           f"H4 {real['h4']:.3f} GS {real['gs']:.3f} | test {result['test_bits_per_token']:.3f} bits/token | style "

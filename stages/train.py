@@ -11,7 +11,7 @@ from _common import REPO_ROOT, configs, load_params, run
 def main() -> None:
     seed, (model_cfg, train_cfg) = configs("model", "train")
     from mozart.config import TrainStageConfig
-    from mozart.infra import tracking
+    from mozart.infra import logged_model, tracking
     from mozart.paths import TrainPaths
     from mozart.training import distributed
     from mozart.training.trainer import run as train
@@ -25,7 +25,7 @@ def main() -> None:
             metrics = train(cfg, seed, paths, tracker=mlrun)  # the per-step curve goes to MLflow as it trains
             if metrics is not None:  # None: stopped early (train.max_minutes) before publishing a model
                 mlrun.log_metrics({f"final_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
-                mlrun.log_artifacts(paths.final_dir, "model")
+                logged_model.publish_model(mlrun, paths.final_dir, metrics)  # the Models view of `mlflow ui`
                 mlrun.log_artifact(paths.curve_tsv)
     finally:
         distributed.cleanup()

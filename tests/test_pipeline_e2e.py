@@ -111,9 +111,13 @@ def test_one_mlflow_run_holds_every_stage(project):
     client = mlflow.MlflowClient()
     assert len(client.get_metric_history(lowered.info.run_id, "train_loss")) >= 2  # per-step, not only final
     top = {a.path for a in client.list_artifacts(lowered.info.run_id)}
-    assert {"model", "samples", "reports"} <= top, top
-    model_files = {Path(a.path).name for a in client.list_artifacts(lowered.info.run_id, "model")}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "composers.json"} <= model_files
+    assert {"samples", "reports"} <= top, top
+    # the model is a LoggedModel of the run (`mlflow ui`'s Models view), with the val metrics train.json holds
+    [model] = client.search_logged_models([lowered.info.experiment_id],
+                                          filter_string=f"source_run_id = '{lowered.info.run_id}'")
+    model_files = {Path(a.path).name for a in client.list_logged_model_artifacts(model.model_id)}
+    assert model_files == {"config.json", "model.safetensors", "tokenizer.json", "composers.json"}
+    assert {m.key: m.value for m in model.metrics}["val_loss"] == pytest.approx(train_json["val_loss"])
 
 
 def test_editing_a_css_rule_of_the_listening_page_changes_only_render(project):

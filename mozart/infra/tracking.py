@@ -27,13 +27,14 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 EXPERIMENT = "mozart"
 KEY_TAG = "mozart.pipeline_key"
 CONNECT_TIMEOUT_S = 5.0
 # MLflow's own defaults (120 s timeout, 7 retries with exponential backoff) wait ~4 minutes for a dead server
 MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+T = TypeVar("T")
 
 
 def real_repo_root(repo_root: Path) -> Path:
@@ -123,27 +124,37 @@ class StageRun:
         self.run_id = run_id
         self.uri = uri
 
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> None:
+    @property
+    def active(self) -> bool:
+        return self._mlflow is not None
+
+    def attempt(self, what: str, action: Callable[[Any], T]) -> T | None:
+        """`action(mlflow)` under the stage's fault rules: its result, or None when tracking is off or it failed."""
         if self._mlflow is None:
-            return
+            return None
         start = time.monotonic()
         try:
-            getattr(self._mlflow, name)(*args, **kwargs)
+            return action(self._mlflow)
         except Exception as exc:  # tracking must never kill a multi-hour run
             waited = time.monotonic() - start
             gone = unreachable_reason(self.uri) or (
-                f"MLflow {name} waited {waited:.0f} s and failed ({type(exc).__name__})"
+                f"MLflow {what} waited {waited:.0f} s and failed ({type(exc).__name__})"
                 if waited >= CONNECT_TIMEOUT_S else None)
             if gone is None and not tracking_required():
-                warnings.warn(f"MLflow {name} failed: {exc}", stacklevel=3)
-                return
+                warnings.warn(f"MLflow {what} failed: {exc}", stacklevel=3)
+                return None
             self._mlflow = None  # the server went away: every further call would wait for its timeouts again
-            _tracking_failed(gone or f"MLflow {name} failed: {type(exc).__name__}: {exc}")
+            _tracking_failed(gone or f"MLflow {what} failed: {type(exc).__name__}: {exc}")
+            return None
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self.attempt(name, lambda mlflow: getattr(mlflow, name)(*args, **kwargs))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, model_id: str | None = None) -> None:
+        """`model_id` (a LoggedModel's) also attaches the metrics to that model, as well as to this run."""
         clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if clean:
-            self._call("log_metrics", clean, step=step)
+            self._call("log_metrics", clean, step=step, model_id=model_id)
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         if Path(path).exists():

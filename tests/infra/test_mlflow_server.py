@@ -143,6 +143,10 @@ def _runs(client) -> dict[str, object]:
     return by_kind
 
 
+def _logged_models(client) -> list:
+    return list(client.search_logged_models([client.get_experiment_by_name("mozart").experiment_id]))
+
+
 def _stages(run) -> set[str]:
     return {s for s in STAGES if run.data.tags.get(f"mozart.stage.{s}") == "ran"}
 
@@ -176,8 +180,10 @@ def test_training_loss_is_logged_per_step_to_the_server(tracked):
 def test_model_samples_and_listening_page_are_uploaded_through_the_server(tracked, tmp_path):
     server, project, client = tracked
     run_id = _runs(client)["repro"].info.run_id
-    model_files = {Path(a.path).name for a in client.list_artifacts(run_id, "model")}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "composers.json"} <= model_files
+    [model] = _logged_models(client)  # the model is a LoggedModel of the run (the Models view), not run artifacts
+    assert model.source_run_id == run_id and str(model.status) == "READY"
+    model_files = {Path(a.path).name for a in client.list_logged_model_artifacts(model.model_id)}
+    assert model_files == {"config.json", "model.safetensors", "tokenizer.json", "composers.json"}
     samples = client.download_artifacts(run_id, "samples", str(tmp_path))
     assert list(Path(samples).rglob("*.mid")), "no MIDI among the sample artifacts"
     page = client.download_artifacts(run_id, "reports/index.html", str(tmp_path))
@@ -196,3 +202,15 @@ def test_a_dvc_experiment_is_a_second_run_named_after_the_experiment(tracked):
     assert exp.data.params["sample.temperature"] == "1.6"
     assert "generated.gs" in exp.data.metrics
     assert exp.info.run_id != runs["repro"].info.run_id
+
+
+def test_the_experiments_evaluate_metrics_attach_to_the_model_the_first_run_trained(tracked):
+    """The experiment reran evaluate without train, in another run: its metrics still land on the one model."""
+    _, project, client = tracked
+    runs = _runs(client)
+    [model] = _logged_models(client)
+    runs_by_metric: dict[str, set[str]] = {}
+    for metric in model.metrics:
+        runs_by_metric.setdefault(metric.key, set()).add(metric.run_id)
+    assert runs_by_metric["val_bits_per_token"] == {runs["repro"].info.run_id}
+    assert runs_by_metric["test_bits_per_token"] == {runs["repro"].info.run_id, runs["exp"].info.run_id}
