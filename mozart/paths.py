@@ -83,9 +83,11 @@ class EvaluatePaths(_UnderRoot):
     samples_dir: Path = at("data/samples")
     prepared_dir: Path = at("data/prepared")
     tokens_dir: Path = at("data/tokens")
+    judged_dir: Path = at("data/judged")    # out (the judged set: MIDI, manifest.json)
     metrics_json: Path = at("metrics/eval.json")  # metrics
     composers_tsv: Path = at("metrics/eval_composers.tsv")  # plots
     copies_tsv: Path = at("metrics/eval_copies.tsv")  # out: each free sample's longest run copied from the train split
+    judged_tsv: Path = at("metrics/eval_judged.tsv")  # plots (style accuracy per composer and guidance scale)
 
 
 @dataclass(frozen=True)

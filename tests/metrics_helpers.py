@@ -42,9 +42,15 @@ def random_notes(rng: np.random.Generator, n_bars: int, tpq: int = TPQ, density:
 
 
 def styled_notes(rng: np.random.Generator, composer: int, n_bars: int) -> list[tuple[int, int, int]]:
-    """Two clearly different toy 'composers': 0 = diatonic quarter notes low, 1 = chromatic eighth-note chords high."""
+    """Three clearly different toy 'composers': 0 = diatonic quarter notes low, 1 = chromatic eighth-note chords high,
+    2 = half-note major triads in the middle."""
     notes = []
     for b in range(n_bars):
+        if composer == 2:
+            for half in range(2):
+                root = int(rng.choice([60, 62, 65, 67]))
+                notes += [(b * BAR + half * 2 * TPQ, 2 * TPQ, root + step) for step in (0, 4, 7)]
+            continue
         for step in range(4 if composer == 0 else 8):
             onset = b * BAR + step * (TPQ if composer == 0 else TPQ // 2)
             if composer == 0:

@@ -178,7 +178,7 @@ TINY = {
     "train.threads": 1,
     "sample.n_top_composers": 2, "sample.n_per_composer": 1, "sample.bars": 2, "sample.n_prompts": 1,
     "sample.prompt_bars": 1, "sample.continuation_bars": 2, "sample.batch_size": 4,
-    "evaluate.max_real_pieces": 4, "evaluate.nll_batches": 1,
+    "evaluate.max_real_pieces": 4, "evaluate.nll_batches": 1, "evaluate.n_per_composer": 4,
 }
 STAGES = list(yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"])  # music21, organize, ... render
 TINY_COMPOSERS = ["Bach", "Chopin", "Mozart"]  # 5 generated pieces each

@@ -265,12 +265,13 @@ def piece_ids(prepared_dir, rows: Sequence[int]) -> dict[int, str]:
     return dict(zip(wanted, column.take(wanted).to_pylist()))
 
 
-def memorization_metrics(inputs, samples_dir, real_rows, crop_bars: int, seed: int) -> tuple[dict, str]:
+def memorization_metrics(inputs, samples_dir, real_rows, crop_bars: int, seed: int,
+                         index: BarIndex | None = None) -> tuple[dict, str]:
     """eval.json's memorization figures and metrics/eval_copies.tsv, against the train split: the stage's free
     samples (continuations start from a real test piece, so they are left out) and the given real test rows (the
     H1/H4/GS comparison's pieces, cropped to `crop_bars` like them), as the baseline of what unrelated music
     shares by chance."""
-    index = train_index(inputs.meta, inputs.reader, BarVocab.from_vocab(inputs.tokenizer.vocab), seed)
+    index = index or train_index(inputs.meta, inputs.reader, BarVocab.from_vocab(inputs.tokenizer.vocab), seed)
     free = [s for s in inputs.samples if s.get("kind") == "free"]
     with_ids = [(s, ids) for s in free if (ids := sample_ids(s, samples_dir, inputs.tokenizer)) is not None]
     measured = list(zip([s for s, _ in with_ids], copied_runs(index, [ids for _, ids in with_ids])))

@@ -1,10 +1,10 @@
 """The evaluate stage: generated samples beside real held-out music (H1/H4/GS, structureness SI and more),
-test-split bits per token, style adherence and memorization -> metrics/eval.json + metrics/eval_composers.tsv +
-metrics/eval_copies.tsv."""
+test-split bits per token, memorization, and the judged set (mozart.evaluation.judged: style accuracy, decodability,
+H1/H4/GS gaps, memorization and SI per guidance scale) -> metrics/eval.json, metrics/eval_composers.tsv,
+metrics/eval_judged.tsv, metrics/eval_copies.tsv and data/judged/."""
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,10 +14,10 @@ from mozart.infra.atomic import read_json
 from mozart.errors import DataError
 from mozart.evaluation.metrics import json_safe
 from mozart.evaluation.endings import ending_metrics
-from mozart.evaluation.memorization import memorization_metrics
+from mozart.evaluation.memorization import BarVocab, copied_runs, copy_rates, memorization_metrics, train_index
+from mozart.evaluation.judged import generate_judged, judge, judged_composers, scale_key, tsv_cell
 
 MAX_STYLE_TRAIN_PIECES = 400   # bounds the stage's time on a big corpus; a random subset of the train split
-STYLE_SEGMENTS_PER_PIECE = 4   # bar segments per real piece for the style classifier
 DEFAULT_BARS = 16              # crop length when no generated sample could be measured
 NLL_BATCH_SIZE = 4             # windows per forward pass
 # the metadata columns the stage uses: at a million pieces the string columns (piece_id, work_id, composer) would be
@@ -108,49 +108,6 @@ def _mean_of(rows: list[dict], key: str) -> float:
     return float(sum(values) / len(values)) if values else math.nan
 
 
-def _style(train, test, samples, gen_scores, decoded, names, crop_bars: int, seed: int) -> tuple[dict, dict]:
-    """Train the composer classifier on real train segments; (summary metrics, per-composer-id adherence)."""
-    from mozart.evaluation import style
-
-    def featurise(frame):
-        x, y = [], []
-        for idx, composer_id in zip(frame.index, frame["composer_id"]):
-            if decoded.get(idx) is not None and int(composer_id) != 0:  # id 0 = unknown composer: not a style
-                for f in style.segment_features(decoded[idx], crop_bars, STYLE_SEGMENTS_PER_PIECE):
-                    x.append(f)
-                    y.append(names[int(composer_id)])
-        return x, y
-
-    x_train, y_train = featurise(train)
-    x_test, y_test = featurise(test)
-    out = {"style_accuracy_cfg": math.nan, "style_accuracy_nocfg": math.nan, "real_test_style_accuracy": math.nan,
-           "style_chance": math.nan, "style_majority_rate": math.nan, "style_classes": len(set(y_train)),
-           "style_train_segments": len(y_train), "style_test_segments": len(y_test)}
-    if len(set(y_train)) < 2:
-        print("warning: the train split has fewer than two composers; style adherence is not measured",
-              file=sys.stderr)
-        return out, {}
-    model = style.fit_classifier(x_train, y_train, seed)
-    out["real_test_style_accuracy"] = style.accuracy(model, x_test, y_test)
-    levels = style.chance_levels(y_train, y_test)
-    out["style_chance"], out["style_majority_rate"] = levels["chance"], levels["majority_rate"]
-    # free samples conditioned on a composer: does the classifier name that composer?
-    groups: dict[tuple[int, bool], list[tuple[str | None, str]]] = {}
-    for s, score in zip(samples, gen_scores):
-        if s.get("kind") != "free" or int(s.get("composer_id", 0)) == 0:
-            continue
-        feats = style.segment_features(score) if score is not None else []
-        predicted = str(model.predict(feats[:1])[0]) if feats else None  # unreadable or empty: a miss
-        key = (int(s["composer_id"]), float(s.get("cfg_scale", 1.0)) != 1.0)
-        groups.setdefault(key, []).append((predicted, names[int(s["composer_id"])]))
-    for with_cfg, name in ((True, "style_accuracy_cfg"), (False, "style_accuracy_nocfg")):
-        pairs = [p for (cid, cfg), ps in groups.items() if cfg == with_cfg for p in ps]
-        out[name] = style.adherence([p for p, _ in pairs], [w for _, w in pairs])
-        out[f"n_style_{name.rsplit('_', 1)[1]}"] = len(pairs)
-    per_composer = {key: style.adherence([p for p, _ in ps], [w for _, w in ps]) for key, ps in groups.items()}
-    return out, per_composer
-
-
 @dataclass
 class Inputs:
     """What the evaluate stage reads, loaded once: samples, composer names, test-split metadata, tokenizer, shards."""
@@ -159,6 +116,7 @@ class Inputs:
     meta: Any                   # data/prepared/metadata.parquet (pandas)
     tokenizer: Any
     reader: TokenStoreReader
+    other_id: int | None = None  # the id rare composers share (composers.json)
 
 
 def load_inputs(paths) -> Inputs:
@@ -170,14 +128,15 @@ def load_inputs(paths) -> Inputs:
     samples = read_json(manifest_path, "run `dvc repro sample` first").get("samples") or []
     if not samples:
         raise DataError(f"{manifest_path} lists no samples: check the sample params and rerun `dvc repro sample`")
-    names = read_json(paths.prepared_dir / "composers.json", "run `dvc repro prepare` first")["names"]
+    composers = read_json(paths.prepared_dir / "composers.json", "run `dvc repro prepare` first")
     try:
         meta = pd.read_parquet(paths.prepared_dir / "metadata.parquet", columns=META_COLUMNS)
     except FileNotFoundError:
         raise DataError(f"{paths.prepared_dir / 'metadata.parquet'} is missing: run `dvc repro prepare` "
                         "first") from None
     tokenizer = load_tokenizer(paths.tokens_dir / "tokenizer.json")
-    return Inputs(samples, names, meta, tokenizer, TokenStoreReader(paths.prepared_dir))
+    return Inputs(samples, composers["names"], meta, tokenizer, TokenStoreReader(paths.prepared_dir),
+                  composers.get("other_id"))
 
 
 def generated_metrics(cfg, samples: list[dict], samples_dir: Path) -> tuple[list[dict], list, int]:
@@ -202,19 +161,23 @@ def generated_metrics(cfg, samples: list[dict], samples_dir: Path) -> tuple[list
     return rows, scores, int(np.median(measured)) if measured else DEFAULT_BARS
 
 
-def real_metrics(cfg, seed: int, inputs: Inputs, crop_bars: int) -> tuple[Any, Any, dict, list[dict], list]:
-    """Phase 2: real test pieces (and train pieces for the style classifier), decoded from the token shards and
-    cropped to `crop_bars`. Returns (train rows, test rows, decoded scores by row, metrics of the real pieces, the
-    real pieces' scores)."""
+def real_metrics(cfg, seed: int, inputs: Inputs, crop_bars: int,
+                 style_ids: set[int]) -> tuple[Any, Any, dict, list[dict], list]:
+    """Phase 2: real test pieces, and train and test pieces of the `style_ids` composers for the style classifier,
+    decoded from the token shards; the test pieces' metrics are of their first `crop_bars` bars. Returns (style train
+    rows, style test rows, decoded scores by row, metrics of the real pieces, the real pieces' scores)."""
     import pandas as pd
 
     from mozart.evaluation.metrics import piece_metrics
 
     originals = inputs.meta[inputs.meta["transpose"] == 0]
-    train = _pick(originals[originals["split"] == "train"], MAX_STYLE_TRAIN_PIECES, seed)
-    test = _pick(originals[originals["split"] == "test"], MAX_STYLE_TRAIN_PIECES, seed)
-    real = _pick(test, cfg.max_real_pieces, seed)
-    wanted = pd.concat([train, test])
+    styled = originals[originals["composer_id"].isin(sorted(style_ids))]
+    train = _pick(styled[styled["split"] == "train"], MAX_STYLE_TRAIN_PIECES, seed)
+    test = _pick(styled[styled["split"] == "test"], MAX_STYLE_TRAIN_PIECES, seed)
+    real = _pick(_pick(originals[originals["split"] == "test"], MAX_STYLE_TRAIN_PIECES, seed), cfg.max_real_pieces,
+                 seed)
+    wanted = pd.concat([train, test, real])
+    wanted = wanted[~wanted.index.duplicated()]
     decoded = dict(zip(wanted.index, _decode_rows(wanted, inputs.reader, inputs.tokenizer, "decode real")))
     rows = [piece_metrics(decoded[i], cfg.grid, cfg.use_time_signatures, max_bars=crop_bars)
             for i in real.index if decoded.get(i) is not None]
@@ -251,6 +214,23 @@ def structure_phase(cfg, render, inputs: Inputs, samples_dir: Path, real_scores:
                              cfg.use_time_signatures)
 
 
+def judged_extras(cfg, render, judged, report, index, judged_dir: Path) -> None:
+    """Phase 3b: per guidance scale, how much of the judged set copies the train split (memorization) and, when
+    evaluate.structure, its structureness SI; merged into report.section[cfg_<scale>] (eval.json "judged")."""
+    for scale, pieces in judged.by_scale().items():
+        rates = copy_rates(copied_runs(index, [p.token_ids for p in pieces]))
+        at = report.section[scale_key(scale)]
+        at.update({f"memorization_{k}": v for k, v in rates.items() if k != "n_pieces"})
+        if cfg.structure:
+            from mozart.config import RenderConfig
+            from mozart.evaluation.structure import mean_indicators, structureness_of_midis
+
+            rows = structureness_of_midis([judged_dir / p.path for p in pieces if p.decodable],
+                                          (render or RenderConfig()).soundfont, desc=f"SI judged cfg {scale:g}")
+            means = mean_indicators(rows)
+            at.update({k: v for k, v in means.items() if k != "n"}, si_n=means["n"])  # "n" is the judged count
+
+
 def composer_table(inputs: Inputs, gen_rows: list[dict], style_by_key: dict, bits: dict) -> str:
     """metrics/eval_composers.tsv: every real composer with test pieces or generated samples."""
     meta, samples, names = inputs.meta, inputs.samples, inputs.names
@@ -263,26 +243,31 @@ def composer_table(inputs: Inputs, gen_rows: list[dict], style_by_key: dict, bit
         cells = [style_by_key.get((cid, True), math.nan), style_by_key.get((cid, False), math.nan),
                  bits.get(cid, (math.nan, 0))[0], len(mine), _mean_of(mine, "h1"), _mean_of(mine, "h4"),
                  _mean_of(mine, "gs")]
-        lines.append("\t".join([names[cid]] + [_tsv(v) for v in cells]))
+        lines.append("\t".join([names[cid]] + [tsv_cell(v) for v in cells]))
     return "\n".join(lines) + "\n"
 
 
-def run(cfg, seed: int, paths, render=None) -> dict:
-    """The evaluate stage (stage contract: mozart/paths.py EvaluatePaths): generated samples beside real test music,
-    style adherence, test bits per token, memorization, structureness; writes metrics/eval.json,
-    metrics/eval_composers.tsv and metrics/eval_copies.tsv and returns eval.json's content. `render` (a
-    RenderConfig; defaults when None) names the soundfont for SI's audio."""
+def run(cfg, seed: int, paths, sample, render=None) -> dict:
+    """The evaluate stage (stage contract: mozart/paths.py EvaluatePaths; `sample` is the sample section, whose
+    sampling settings the judged set uses; `render` (a RenderConfig; defaults when None) names the soundfont for SI's
+    audio): generated samples beside real test music, the judged set per guidance scale, test bits per token,
+    memorization, structureness; writes metrics/eval.json, metrics/eval_composers.tsv, metrics/eval_judged.tsv,
+    metrics/eval_copies.tsv and data/judged/, and returns eval.json's content."""
     from mozart.infra.atomic import write_json, write_text
     from mozart.infra.device import seed_everything
 
     seed_everything(seed)
     inputs = load_inputs(paths)
+    chosen = judged_composers(inputs.meta, inputs.names, inputs.other_id, cfg.n_top_composers)
     gen_rows, gen_scores, crop_bars = generated_metrics(cfg, inputs.samples, paths.samples_dir)
-    train, test, decoded, real_rows, real_scores = real_metrics(cfg, seed, inputs, crop_bars)
-    style_out, style_by_key = _style(train, test, inputs.samples, gen_scores, decoded, inputs.names, crop_bars, seed)
+    train, test, decoded, real_rows, real_scores = real_metrics(cfg, seed, inputs, crop_bars, {c for c, _ in chosen})
+    judged = generate_judged(cfg, sample, seed, paths.model_dir, chosen, paths.judged_dir)
+    report = judge(cfg, sample, judged, train, test, decoded, real_rows, seed)
+    index = train_index(inputs.meta, inputs.reader, BarVocab.from_vocab(inputs.tokenizer.vocab), seed)
+    judged_extras(cfg, render, judged, report, index, paths.judged_dir)
     bits = test_bits_by_composer(cfg, seed, inputs, paths.model_dir)
     copies, copies_tsv = memorization_metrics(inputs, paths.samples_dir, _pick(test, cfg.max_real_pieces, seed),
-                                              crop_bars, seed)
+                                              crop_bars, seed, index)
     total_tokens = sum(n for _, n in bits.values())
     total_bits = sum(b * n for b, n in bits.values() if n)
 
@@ -301,17 +286,13 @@ def run(cfg, seed: int, paths, render=None) -> dict:
         "decodable_fraction": sum(decodable) / len(decodable),
         "crop_bars": crop_bars,
         **ending_metrics(inputs.samples, gen_scores, real_scores, cfg.grid, cfg.use_time_signatures),
-        **style_out,
+        **report.flat,
         **copies,
         **structure_phase(cfg, render, inputs, paths.samples_dir, real_scores, crop_bars),
+        "judged": report.section,
     }
     write_json(paths.metrics_json, json_safe(result))
-    write_text(paths.composers_tsv, composer_table(inputs, gen_rows, style_by_key, bits))
+    write_text(paths.composers_tsv, composer_table(inputs, gen_rows, report.style_by_key, bits))
+    write_text(paths.judged_tsv, report.tsv)
     write_text(paths.copies_tsv, copies_tsv)
     return result
-
-
-def _tsv(value) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return str(value)

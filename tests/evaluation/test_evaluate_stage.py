@@ -1,4 +1,4 @@
-"""The evaluate stage on a tiny workspace: a random model, two toy composers, fake samples."""
+"""The evaluate stage on a tiny workspace: a random model, two toy composers, fake samples, a small judged set."""
 from __future__ import annotations
 
 import json
@@ -7,18 +7,30 @@ import math
 import pytest
 
 from metrics_helpers import build_stage_workspace, load_json, read_tsv
-from mozart.config import EvaluateConfig
+from stage_helpers import set_params
+from mozart.config import EvaluateConfig, SampleConfig
 from mozart.errors import DataError
 from mozart.evaluation.stage import run
 from mozart.paths import EvaluatePaths
 
 REQUIRED = ["generated.h1", "generated.h4", "generated.gs", "real.h1", "real.h4", "real.gs", "gap.h1", "gap.h4",
             "gap.gs", "test_bits_per_token", "style_accuracy_cfg", "style_accuracy_nocfg", "decodable_fraction",
-            "real_test_style_accuracy", "style_chance"]
+            "real_test_style_accuracy", "style_chance", "style_accuracy_cfg_ci_low", "style_accuracy_cfg_ci_high",
+            "style_accuracy_nocfg_ci_low", "style_accuracy_nocfg_ci_high", "judged/cfg_1/style_accuracy",
+            "judged/cfg_1p5/style_accuracy", "judged/cfg_1p5/decodable_fraction", "judged/cfg_1p5/gap_h1_rel",
+            "judged/classifier/piece_accuracy", "judged/chance", "judged/majority_rate",
+            "judged/cfg_1/memorization_copy4_share", "judged/cfg_1p5/memorization_max_bars", "judged/cfg_1/si_short",
+            "judged/cfg_1p5/si_n"]
+EVALUATE = EvaluateConfig(max_real_pieces=5, nll_batches=3, device="cpu", n_per_composer=3)
+SAMPLE = SampleConfig(bars=2, batch_size=4, max_tokens=96)  # a random model: short pieces keep the test quick
+# the same small judged set for the stage script, which reads params.yaml
+SMALL_PARAMS = {"evaluate.n_per_composer": 3, "evaluate.device": "cpu", "sample.bars": 2, "sample.batch_size": 4,
+                "sample.max_tokens": 96}
 
 
 def _get(d: dict, dotted: str):
-    for part in dotted.split("."):
+    """d["a"]["b"] for "a.b" or "a/b"."""
+    for part in dotted.split("/" if "/" in dotted else "."):
         d = d[part]
     return d
 
@@ -27,8 +39,17 @@ def _get(d: dict, dotted: str):
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     info = build_stage_workspace(root)
-    result = run(EvaluateConfig(max_real_pieces=5, nll_batches=3, device="cpu"), 1337, EvaluatePaths.under(root))
+    result = run(EVALUATE, 1337, EvaluatePaths.under(root), SAMPLE)
     return root, info, result
+
+
+def test_the_judged_set_is_checked_for_copies_and_structure_at_every_scale(workspace):
+    _, _, result = workspace
+    for key in ("cfg_1", "cfg_1p5"):
+        at = result["judged"][key]
+        assert 0 <= at["memorization_copy2_share"] <= 1 and at["memorization_max_bars"] >= 0
+        assert at["n"] == 3 * len(result["judged"]["composers"].split(", "))  # SI's count did not replace it
+        assert 0 <= at["si_n"] <= at["n"]
 
 
 def test_eval_json_holds_every_key(workspace):
@@ -54,11 +75,25 @@ def test_values_are_consistent_with_the_workspace(workspace):
     vocab = json.loads((root / "models" / "final" / "config.json").read_text())["vocab_size"]
     assert 0.5 * math.log2(vocab) < result["test_bits_per_token"] < 2 * math.log2(vocab)
     assert result["style_chance"] == pytest.approx(0.5) and result["style_classes"] == 2
-    # 2 composers x 1 CFG sample + 1 unreadable CFG sample (a miss); 2 no-CFG samples; unconditional excluded
-    assert result["n_style_cfg"] == 3 and result["n_style_nocfg"] == 2
-    assert result["style_accuracy_cfg"] <= 2 / 3
+    # style is judged on the judged set: 2 composers x n_per_composer pieces per scale
+    assert result["n_style_cfg"] == result["n_style_nocfg"] == 2 * EVALUATE.n_per_composer
+    assert result["style_accuracy_cfg_ci_low"] <= result["style_accuracy_cfg"] <= result["style_accuracy_cfg_ci_high"]
     # the toy composers are trivially separable: the real held-out pieces are all named correctly
-    assert result["real_test_style_accuracy"] == 1.0
+    assert result["real_test_style_accuracy"] == 1.0 and result["real_test_style_accuracy_piece"] == 1.0
+    assert sorted(k for k in result["judged"] if k.startswith("cfg_")) == ["cfg_1", "cfg_1p5"]
+
+
+def test_judged_set_is_written_beside_the_metrics(workspace):
+    root, info, result = workspace
+    manifest = load_json(root / "data" / "judged" / "manifest.json")
+    pieces = manifest["pieces"]
+    assert len(pieces) == 2 * 2 * EVALUATE.n_per_composer  # 2 composers x 2 scales
+    assert {p["composer"] for p in pieces} == {"Alpha", "Beta"} and {p["cfg_scale"] for p in pieces} == {1.0, 1.5}
+    assert all((root / "data" / "judged" / p["path"]).is_file() for p in pieces)
+    rows = read_tsv(root / "metrics" / "eval_judged.tsv")
+    assert len(rows) == 4 and all(int(r["n"]) == EVALUATE.n_per_composer for r in rows)
+    cfg_rows = [r for r in rows if float(r["cfg_scale"]) == 1.5]
+    assert sum(int(r["correct"]) for r in cfg_rows) == round(result["style_accuracy_cfg"] * result["n_style_cfg"])
 
 
 def test_structureness_covers_the_readable_free_samples_and_the_real_test_pieces(workspace):
@@ -92,7 +127,7 @@ def test_composer_table(workspace):
 
 def test_missing_samples_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="manifest.json is missing"):
-        run(EvaluateConfig(), 0, EvaluatePaths.under(tmp_path))
+        run(EvaluateConfig(), 0, EvaluatePaths.under(tmp_path), SampleConfig())
 
 
 def test_stage_script_runs_from_a_repository_copy(workspace, repo_root):
@@ -106,6 +141,7 @@ def test_stage_script_runs_from_a_repository_copy(workspace, repo_root):
     shutil.copytree(repo_root / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"),
                     dirs_exist_ok=True)
     shutil.copyfile(repo_root / "params.yaml", root / "params.yaml")
+    set_params(root, SMALL_PARAMS)
     (root / "metrics" / "eval.json").unlink()
     env = {**os.environ, "MOZART_TRACKING": "0", "PYTHONPATH": str(repo_root)}
     proc = subprocess.run([sys.executable, "stages/evaluate.py"], cwd=root, env=env, capture_output=True, text=True,
