@@ -125,7 +125,7 @@ class SampleConfig(_Checked):
     top_p: float = 0.95
     repetition_penalty: float = 1.1
     repetition_window: int = 64
-    cfg_scale: float = 1.5
+    cfg_scale: float = 3.0          # from the quality ladder's guidance sweep (QUALITY.md)
     bpm: float = 0.0
     batch_size: int = 8
     max_tokens: int = 16384

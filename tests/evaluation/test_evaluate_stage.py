@@ -22,9 +22,9 @@ REQUIRED = ["generated.h1", "generated.h4", "generated.gs", "real.h1", "real.h4"
             "judged/cfg_1/memorization_copy4_share", "judged/cfg_1p5/memorization_max_bars", "judged/cfg_1/si_short",
             "judged/cfg_1p5/si_n"]
 EVALUATE = EvaluateConfig(max_real_pieces=5, nll_batches=3, device="cpu", n_per_composer=3)
-SAMPLE = SampleConfig(bars=2, batch_size=4, max_tokens=96)  # a random model: short pieces keep the test quick
+SAMPLE = SampleConfig(bars=2, batch_size=4, max_tokens=96, cfg_scale=1.5)  # a random model: short pieces keep the test quick
 # the same small judged set for the stage script, which reads params.yaml
-SMALL_PARAMS = {"evaluate.n_per_composer": 3, "evaluate.device": "cpu", "sample.bars": 2, "sample.batch_size": 4,
+SMALL_PARAMS = {"evaluate.n_per_composer": 3, "sample.cfg_scale": 1.5, "evaluate.device": "cpu", "sample.bars": 2, "sample.batch_size": 4,
                 "sample.max_tokens": 96}
 
 

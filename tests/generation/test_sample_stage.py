@@ -17,7 +17,7 @@ from sampling_helpers import one_thread, make_model_dir, scale_score, tokenizer 
 SAMPLE_KEYS = {"id", "kind", "composer", "composer_id", "cfg_scale", "temperature", "top_k", "top_p",
                "repetition_penalty", "bpm", "n_bars", "n_tokens", "seconds", "decodable", "path", "token_ids",
                "prompt_piece_id", "prompt_bars", "target_bars", "stop_reason", "end"}
-CFG = SampleConfig(n_top_composers=2, n_per_composer=1, bars=2, n_prompts=1, prompt_bars=2, continuation_bars=4,
+CFG = SampleConfig(cfg_scale=1.5, n_top_composers=2, n_per_composer=1, bars=2, n_prompts=1, prompt_bars=2, continuation_bars=4,
                    batch_size=4, max_tokens=3000, device="cpu")
 
 
