@@ -5,7 +5,7 @@ The procedure is MusDr's own (slSeanWU/MusDr: `run_python_scapeplot.py`, `muelle
 `mueller_audio_tools/scapeplot.py` and `compute_structure_indicator` in `musdr/eval_metrics.py`, which follow
 Müller's FMP notebooks C3/C4), step by step:
 
-1. audio: the MIDI rendered by FluidSynth (mozart.report.render.render_wav) at 22,050 Hz, the rate MusDr loads audio
+1. audio: the MIDI rendered by FluidSynth (mozart.report.audio.render_wav) at 22,050 Hz, the rate MusDr loads audio
    at, read back mono with `librosa.load`;
 2. chroma: `librosa.feature.chroma_stft(tuning=0, norm=2, n_fft=4410, hop_length=2205)` = 10 Hz, smoothed by a
    21-frame boxcar and downsampled by 5 = 2 Hz features, each column scaled to unit length (a column of norm
@@ -235,7 +235,7 @@ def structureness(path: str | Path, soundfont: str | Path | None = None) -> dict
     with tempfile.TemporaryDirectory(prefix="mozart-si-") as tmp:
         wav = path
         if path.suffix.lower() not in (".wav", ".flac", ".ogg", ".mp3"):
-            from mozart.report.render import DEFAULT_SOUNDFONT, render_wav
+            from mozart.report.audio import DEFAULT_SOUNDFONT, render_wav
 
             wav = Path(tmp) / "piece.wav"
             render_wav(path, wav, soundfont or DEFAULT_SOUNDFONT, ANALYSIS_SR)
@@ -284,7 +284,7 @@ def structure_metrics(generated_midis: Sequence[Path], real_scores: Sequence[Any
     """eval.json's structure figures: {"structure": {"generated": {...}, "real": {...}}} plus the flat keys si_* and
     real_si_*. Real pieces (symusic Scores, None where undecodable) are cropped to `crop_bars` and rendered from
     temporary MIDI files."""
-    from mozart.report.render import check_soundfont
+    from mozart.report.audio import check_soundfont
 
     soundfont = str(check_soundfont(soundfont))  # a missing soundfont fails the stage, not every piece
     with tempfile.TemporaryDirectory(prefix="mozart-si-real-") as tmp:
