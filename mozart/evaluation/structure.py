@@ -256,8 +256,10 @@ def structureness_of_midis(midi_paths: Sequence[str | Path], soundfont: str | Pa
     # librosa's and our numba functions compiled (or loaded from numba's cache) once, before the workers fork
     indicators_from_ssm(self_similarity(chroma_features(np.zeros(ANALYSIS_SR, dtype=np.float32))))
     work = functools.partial(structureness, soundfont=soundfont)
+    # spawned, not forked: a child forked from a process that already drives FluidSynth (a test run, `mozart serve`)
+    # can deadlock in its soundfont loader; numba's on-disk cache (warmed above) keeps a fresh worker's start short
     outcomes = map_isolated(work, [str(p) for p in midi_paths], n_jobs=n_jobs, timeout_s=PIECE_TIMEOUT_S,
-                            desc=desc, progress=progress)
+                            desc=desc, progress=progress, start_method="spawn")
     return [o.value if o.ok else {**{k: math.nan for k in SI_KEYS}, "error": o.reason} for o in outcomes]
 
 

@@ -110,11 +110,12 @@ class _Worker:
 
 
 class _Pool:
-    """A fixed number of forked workers, each fed chunks through its own pipe."""
+    """A fixed number of forked (or, with start_method="spawn", freshly started) workers, each fed chunks through
+    its own pipe."""
 
-    def __init__(self, fn: Callable[[Any], Any], n_workers: int):
+    def __init__(self, fn: Callable[[Any], Any], n_workers: int, start_method: str = "fork"):
         methods = mp.get_all_start_methods()
-        self.ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+        self.ctx = mp.get_context(start_method if start_method in methods else "spawn")
         self.fn = fn
         self.workers = [self._start() for _ in range(n_workers)]
 
@@ -161,8 +162,12 @@ class _Pool:
 
 def imap_isolated(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int = -1, timeout_s: float = 60.0,
                   desc: str | None = None, chunk_size: int | None = None, progress: bool = True,
-                  max_buffer_mb: float = DEFAULT_BUFFER_MB) -> Iterator[Outcome]:
+                  max_buffer_mb: float = DEFAULT_BUFFER_MB, start_method: str = "fork") -> Iterator[Outcome]:
     """Yield `Outcome`s for `fn(item)` in input order; crashes, hangs and exceptions reject only their own item.
+
+    `start_method="spawn"` starts workers from a fresh interpreter (`fn` must then be picklable): for C libraries
+    whose global state does not survive a fork of a process that already uses them (FluidSynth's soundfont loader
+    deadlocks in a child forked from a process that has a synth).
 
     `timeout_s` is per item (0 or less = no limit). Results that finish before an earlier item wait in a reorder
     buffer; new work is dispatched while that buffer holds less than `max_buffer_mb` (pickled result sizes), so
@@ -188,7 +193,7 @@ def imap_isolated(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int = 
     buffered = [0]  # their sum (a list so the helpers below can update it)
     next_yield = 0
     bar = tqdm(total=n, desc=desc, unit="file", disable=not progress, dynamic_ncols=True)
-    pool = _Pool(fn, n_workers)
+    pool = _Pool(fn, n_workers, start_method)
 
     def finish(worker: _Worker, message: bytes) -> None:
         index, ok, value, reason = pickle.loads(message)
@@ -250,10 +255,12 @@ def imap_isolated(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int = 
 
 
 def map_isolated(fn: Callable[[Any], Any], items: Sequence[Any], n_jobs: int = -1, timeout_s: float = 60.0,
-                 desc: str | None = None, chunk_size: int | None = None, progress: bool = True) -> list[Outcome]:
+                 desc: str | None = None, chunk_size: int | None = None, progress: bool = True,
+                 start_method: str = "fork") -> list[Outcome]:
     """`imap_isolated` collected into a list (fine when values are small); the list holds everything anyway, so the
     reorder buffer is unbounded."""
-    return list(imap_isolated(fn, items, n_jobs, timeout_s, desc, chunk_size, progress, max_buffer_mb=math.inf))
+    return list(imap_isolated(fn, items, n_jobs, timeout_s, desc, chunk_size, progress, max_buffer_mb=math.inf,
+                              start_method=start_method))
 
 
 def read_midi(path: str | os.PathLike) -> Any:

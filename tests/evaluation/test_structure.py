@@ -119,3 +119,21 @@ def test_the_batch_keeps_order_and_marks_unreadable_files(tmp_path):
                                   progress=False)
     assert {k: rows[0][k] for k in single} == pytest.approx(single)
     assert all(math.isnan(rows[1][k]) for k in single) and rows[1]["error"]
+
+
+@needs_fluidsynth
+def test_the_batch_works_in_a_process_that_already_drives_fluidsynth(tmp_path, monkeypatch):
+    """A worker forked from a process with a live FluidSynth hung in its soundfont loader (seen in CI: the test
+    process had rendered audio before); the batch's workers are spawned fresh instead."""
+    from mozart.evaluation import structure
+    from mozart.report.audio import render_wav
+
+    monkeypatch.setattr(structure, "PIECE_TIMEOUT_S", 60.0)  # a hang fails in a minute, not five
+    paths = []
+    for seed in range(3):
+        make_score(_phrase(0, 4, seed=seed)).dump_midi(str(tmp_path / f"p{seed}.mid"))
+        paths.append(tmp_path / f"p{seed}.mid")
+    render_wav(paths[0], tmp_path / "parent.wav", SOUNDFONT, 22050)  # this process now drives FluidSynth
+    rows = structureness_of_midis(paths, SOUNDFONT, n_jobs=2, progress=False)
+    assert [r.get("error", "") for r in rows] == ["", "", ""]
+    assert all(0.0 <= r["si_short"] <= 1.0 for r in rows)
