@@ -8,9 +8,8 @@ One step turns the model's last logits into the next token of every row:
     temperature, top-k, top-p transformers' TemperatureLogitsWarper / TopKLogitsWarper / TopPLogitsWarper
     sample                    torch.multinomial with the caller's torch.Generator (temperature 0 = greedy argmax)
 
-transformers' RepetitionPenaltyLogitsProcessor is not used: it penalises every token ever seen, while rhythm needs
-Bar/Position/Velocity/Duration repeated freely and only a recent window should count. Its CFG processor mixes
-log-softmaxed scores, whereas the spec mixes raw logits; both are one line here.
+transformers' RepetitionPenaltyLogitsProcessor penalises every token ever seen (rhythm needs Bar/Position/Velocity/
+Duration repeated freely) and its CFG processor mixes log-softmaxed scores (the spec mixes raw logits): not used.
 
 Length: a row stops at EOS, or when it samples the Bar that would open bar `target_bars + 1` (that Bar is dropped, so
 the piece ends with its last bar complete), or after `max_new_tokens`. With `settings.end` (and a grammar and an EOS
@@ -23,8 +22,7 @@ The grammar state is per piece, so it carries over either way.
 
 `decode` (KV cache) and `decode_reference` (full recompute every token, no cache: the refill window, or for a RoPE
 model past the context the rolling cache's kept tokens at its virtual positions) share the bookkeeping so tests
-can check the cache token for token. Reduced-precision weights for fast CPU decoding live in mozart.model.quantize
-(`for_inference`).
+can check the cache token for token. Reduced-precision CPU weights: mozart.model.quantize (`for_inference`).
 """
 from __future__ import annotations
 
