@@ -217,18 +217,23 @@ def structure_phase(cfg, render, inputs: Inputs, samples_dir: Path, real_scores:
 def judged_extras(cfg, render, judged, report, index, judged_dir: Path) -> None:
     """Phase 3b: per guidance scale, how much of the judged set copies the train split (memorization) and, when
     evaluate.structure, its structureness SI; merged into report.section[cfg_<scale>] (eval.json "judged")."""
-    for scale, pieces in judged.by_scale().items():
+    by_scale = judged.by_scale()
+    for scale, pieces in by_scale.items():
         rates = copy_rates(copied_runs(index, [p.token_ids for p in pieces]))
-        at = report.section[scale_key(scale)]
-        at.update({f"memorization_{k}": v for k, v in rates.items() if k != "n_pieces"})
-        if cfg.structure:
-            from mozart.config import RenderConfig
-            from mozart.evaluation.structure import mean_indicators, structureness_of_midis
+        report.section[scale_key(scale)].update({f"memorization_{k}": v for k, v in rates.items() if k != "n_pieces"})
+    if not cfg.structure:
+        return
+    from mozart.config import RenderConfig
+    from mozart.evaluation.structure import mean_indicators, structureness_of_midis
 
-            rows = structureness_of_midis([judged_dir / p.path for p in pieces if p.decodable],
-                                          (render or RenderConfig()).soundfont, desc=f"SI judged cfg {scale:g}")
-            means = mean_indicators(rows)
-            at.update({k: v for k, v in means.items() if k != "n"}, si_n=means["n"])  # "n" is the judged count
+    # every scale's pieces in one batch: one pool of (spawned) workers, not one per scale
+    scored = [(scale, judged_dir / p.path) for scale, pieces in by_scale.items() for p in pieces if p.decodable]
+    rows = structureness_of_midis([path for _, path in scored], (render or RenderConfig()).soundfont,
+                                  desc="SI judged")
+    for scale in by_scale:
+        means = mean_indicators([row for (s, _), row in zip(scored, rows) if s == scale])
+        at = report.section[scale_key(scale)]
+        at.update({k: v for k, v in means.items() if k != "n"}, si_n=means["n"])  # "n" is the judged count
 
 
 def composer_table(inputs: Inputs, gen_rows: list[dict], style_by_key: dict, bits: dict) -> str:
